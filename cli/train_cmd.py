@@ -1,0 +1,3 @@
+"""Commands: filled in by its issue."""
+
+from cli.app import app  # noqa: F401

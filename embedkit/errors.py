@@ -1,0 +1,25 @@
+"""Typed errors: the library raises these, the CLI turns each into one red line and exit code 1."""
+
+
+class EmbedkitError(Exception):
+    """Base class for every error a user can cause and fix (bad input, missing data, wrong k)."""
+
+
+class DataError(EmbedkitError):
+    """A dataset is unknown, missing or unreadable."""
+
+
+class StoreError(EmbedkitError):
+    """An HDF5 store or one of its groups is missing, corrupt or inconsistent."""
+
+
+class SearchError(EmbedkitError):
+    """A nearest/farthest query cannot be answered as asked (k out of range, dimension mismatch)."""
+
+
+class CheckpointError(EmbedkitError):
+    """A checkpoint is missing, corrupt or of another encoder kind."""
+
+
+class ConfigError(EmbedkitError):
+    """An option value or combination of options is invalid."""

@@ -1,0 +1,57 @@
+"""The workspace folder: runs, checkpoints and the default store, so commands work with no file arguments."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from embedkit.errors import CheckpointError
+
+DEFAULT_WORKSPACE = Path("embedkit-work")
+STORE_NAME = "store.h5"
+
+
+def resolve_workspace(path: Path | None = None) -> Path:
+    """The workspace folder: `path`, else `$EMBEDKIT_HOME`, else `./embedkit-work`."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get("EMBEDKIT_HOME")
+    return Path(env) if env else DEFAULT_WORKSPACE
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where a study's files live. Nothing is created until a command writes."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, path: Path | None = None) -> "Workspace":
+        return cls(resolve_workspace(path))
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def default_store(self) -> Path:
+        return self.root / STORE_NAME
+
+    def new_run_dir(self, name: str) -> Path:
+        """A fresh run folder `runs/<name>`, numbered `<name>-2`, `<name>-3`... if taken."""
+        candidate = self.runs_dir / name
+        n = 2
+        while candidate.exists():
+            candidate = self.runs_dir / f"{name}-{n}"
+            n += 1
+        return candidate
+
+    def latest_checkpoint(self) -> Path:
+        """The most recently written `last.pt` under `runs/`; raises if there is none."""
+        found = sorted(self.runs_dir.glob("*/last.pt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise CheckpointError(
+                f"no checkpoint in {self.runs_dir}: run `embedkit train` first or pass a checkpoint path"
+            )
+        return found[-1]

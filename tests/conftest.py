@@ -1,0 +1,39 @@
+"""Shared fixtures: seeded synthetic data, a CLI runner with a fixed width, and the real-data switch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def runner():
+    from typer.testing import CliRunner
+
+    return CliRunner(env={"COLUMNS": "120", "NO_COLOR": "1", "TERM": "dumb"})
+
+
+@pytest.fixture
+def cli_app():
+    from cli.main import app
+
+    return app
+
+
+@pytest.fixture(scope="session")
+def real_data_root() -> Path:
+    """The real data folder from `EMBEDKIT_DATA`; tests that need it are skipped without it."""
+    root = os.environ.get("EMBEDKIT_DATA")
+    if not root or not Path(root).is_dir():
+        pytest.skip("EMBEDKIT_DATA is not set to a folder with the real CIFAR-10 / MNIST files")
+    return Path(root)
