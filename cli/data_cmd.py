@@ -1,3 +1,96 @@
-"""Commands: filled in by its issue."""
+"""`embedkit data`: which datasets are under the data root, their sizes and classes; optionally decode them now."""
 
-from cli.app import app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from cli.app import app, console, err_console, print_json
+from cli.options import DataRootOption, JsonOption
+
+PrepareOption = Annotated[
+    bool,
+    typer.Option("--prepare", help="Decode every found dataset into the cache now, so later commands start fast."),
+]
+
+
+@app.command("data")
+def data_command(data_root: DataRootOption = None, prepare: PrepareOption = False, as_json: JsonOption = False) -> None:
+    """Show which datasets (CIFAR-10, MNIST) were found under the data root, their sizes, classes and sources."""
+    from embedkit.data import available_datasets, resolve_data_root
+    from embedkit.datacache import resolve_cache_dir
+
+    root, cache = resolve_data_root(data_root), resolve_cache_dir()
+    rows = available_datasets(root)
+    if prepare and _decode_uncached(root, rows):
+        rows = available_datasets(root)
+    if as_json:
+        print_json({"data_root": str(root), "cache_dir": str(cache), "datasets": rows})
+        return
+    table = Table(title=f"Datasets under {root}", title_justify="left")
+    for column in ("dataset", "split", "images", "classes", "cached"):
+        table.add_column(column, justify="right" if column in ("images", "classes") else "left", no_wrap=True)
+    table.add_column("source", overflow="fold")
+    for row in rows:
+        cached = "yes" if row["cached"] else "no"
+        counts = (_count(row["n_images"]), _count(row["n_classes"]))
+        table.add_row(row["dataset"], row["split"], *counts, cached, _source_cell(row))
+    console.print(table)
+    for dataset, names in _class_lists(rows).items():
+        console.print(f"{dataset} classes: {', '.join(names)}", highlight=False)
+    console.print(f"decoded-image cache: {cache}", highlight=False)
+    if not any(row["found"] for row in rows):
+        hint = f"put cifar10-jpeg.tar.gz and mnist-test/ in {root}, or pass --data-root / set EMBEDKIT_DATA"
+        console.print(f"nothing found: {hint}", highlight=False)
+
+
+def _count(n: int | None) -> str:
+    return f"{n:,}" if n is not None else "-"
+
+
+def _class_lists(rows: list[dict]) -> dict[str, list[str]]:
+    """The class names of each found dataset, listed once below the table."""
+    return {row["dataset"]: row["class_names"] for row in rows if row["class_names"]}
+
+
+def _source_cell(row: dict) -> str:
+    if row.get("error"):
+        return f"[red]unreadable[/]: {row['error']}"
+    if not row["found"]:
+        return "[dim]not found[/]"
+    return f"{row['layout']}: {row['source']}"
+
+
+class _RateColumn(ProgressColumn):
+    """Images decoded per second."""
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} images/s" if speed else "", style="progress.data.speed")
+
+
+def _decode_uncached(root: Path, rows: list[dict]) -> bool:
+    """Load every found image-tree split that is not cached yet, with a progress bar; True if any was loaded."""
+    from embedkit.data import load_images
+
+    todo = [row for row in rows if row["found"] and not row["cached"] and row["layout"] in ("tar.gz", "image folder")]
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), _RateColumn())
+    archives_done = set()  # one pass over an archive decodes and caches all of its splits
+    with Progress(*columns, TimeRemainingColumn(), console=err_console, transient=True) as progress:
+        for row in todo:
+            if row["source"] in archives_done:
+                continue
+            if row["layout"] == "tar.gz":
+                archives_done.add(row["source"])
+            task = progress.add_task(f"decoding {row['dataset']} {row['split']}", total=None)
+            load_images(row["dataset"], row["split"], root, on_progress=_updater(progress, task))
+    return bool(todo)
+
+
+def _updater(progress: Progress, task):
+    return lambda done, total: progress.update(task, completed=done, total=total)
