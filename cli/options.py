@@ -12,7 +12,7 @@ WorkspaceOption = Annotated[
     typer.Option(
         "--workspace",
         envvar="EMBEDKIT_HOME",
-        help="Workspace folder holding runs, checkpoints and the default store [default: ./embedkit-work].",
+        help="Workspace folder holding runs, checkpoints and the default store (default: ./embedkit-work).",
         show_default=False,
     ),
 ]
@@ -21,7 +21,7 @@ DataRootOption = Annotated[
     typer.Option(
         "--data-root",
         envvar="EMBEDKIT_DATA",
-        help="Folder with the datasets [default: $EMBEDKIT_DATA, else the per-user cache folder].",
+        help="Folder with the datasets (default: $EMBEDKIT_DATA, else the per-user data folder).",
         show_default=False,
     ),
 ]

@@ -1,3 +1,213 @@
-"""Commands: filled in by its issue."""
+"""Store and search commands: add, info, neighbors, pairs. Each parses, calls one library function, renders."""
 
-from cli.app import app  # noqa: F401
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Annotated, Callable, Iterator, Optional
+
+import typer
+
+from cli.app import app, console, err_console, print_json
+from cli.options import JsonOption, WorkspaceOption
+from embedkit.errors import ConfigError
+
+PROGRESS_MIN_ROWS = 20_000  # smaller jobs finish before a bar would help
+
+StoreArgument = Annotated[
+    Optional[Path],
+    typer.Argument(help="HDF5 store (default: the workspace's store.h5).", show_default=False),
+]
+GroupOption = Annotated[str, typer.Option("--group", "-g", help="Group to search, e.g. cifar10/train.")]
+MetricOption = Annotated[str, typer.Option("--metric", help="Distance: l2 (true Euclidean) or cosine (1 - cos).")]
+
+
+def _store_path(store: Path | None, workspace: Path | None) -> Path:
+    from embedkit.workspace import Workspace
+
+    return store if store is not None else Workspace.at(workspace).default_store
+
+
+@contextlib.contextmanager
+def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """An on_progress callback drawing a bar (rate, ETA) on stderr once a job has PROGRESS_MIN_ROWS rows."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn(description), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err_console, transient=True,
+    )
+    state: dict = {}
+
+    def update(done: int, total: int) -> None:
+        if total < PROGRESS_MIN_ROWS:
+            return
+        if "task" not in state:
+            progress.start()
+            state["task"], state["t0"] = progress.add_task(description, total=total, rate=""), time.perf_counter()
+        rate = done / max(time.perf_counter() - state["t0"], 1e-9)
+        progress.update(state["task"], completed=done, rate=f"{rate:,.0f} rows/s" if done else "")
+
+    try:
+        yield update
+    finally:
+        if "task" in state:
+            progress.stop()
+
+
+@app.command("add")
+def add(
+    store: StoreArgument = None,
+    group: Annotated[str, typer.Option("--group", "-g", help="Group to write, e.g. mymodel/train.")] = ...,
+    embeddings: Annotated[Path, typer.Option("--embeddings", help="(N, D) embeddings as a NumPy .npy file.")] = ...,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="(N,) integer labels .npy (-1 unknown).")] = None,
+    ids: Annotated[Optional[Path], typer.Option("--ids", help="(N,) unique integer ids .npy (default: 0..N-1).")] = None,
+    class_names: Annotated[
+        Optional[str], typer.Option("--class-names", help="Comma-separated class names, label 0 first.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the group if it exists.")] = False,
+    workspace: WorkspaceOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Add embeddings from any model (.npy files) to a store as a new group, atomically."""
+    from embedkit.store import add_npy
+
+    path = _store_path(store, workspace)
+    attrs = {"class_names": class_names.split(",")} if class_names else {}
+    with _progress(f"adding {group}") as on_progress:
+        info = add_npy(path, group, embeddings, labels, ids, attrs=attrs, overwrite=overwrite, on_progress=on_progress)
+    if json_out:
+        print_json({"store": str(path), "group": group, "n": info.n, "dim": info.dim,
+                    "content_id": info.attrs["content_id"]})
+    else:
+        console.print(f"added group [bold]{group}[/] ({info.n:,} x {info.dim}) to {path}", highlight=False)
+
+
+@app.command("info")
+def info(
+    store: StoreArgument = None,
+    workspace: WorkspaceOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Show a store's groups: rows, dimension, dataset and split, provenance, index status (checks every value)."""
+    from embedkit.index import describe_store
+
+    summary = describe_store(_store_path(store, workspace))
+    if json_out:
+        print_json(summary)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{summary['store']} ({summary['size_bytes'] / 2**20:,.1f} MiB)", title_justify="left")
+    for column in ("group", "N", "D", "dataset/split", "classes", "checkpoint or source", "created", "indexes"):
+        table.add_column(column, justify="right" if column in ("N", "D") else "left")
+    for g in summary["groups"]:
+        checkpoint = Path(g["checkpoint"]).name if g.get("checkpoint") else g.get("source", "-")
+        digest = str(g.get("checkpoint_digest", ""))[:12]
+        indexes = ", ".join(f"{i['metric']}.{i['kind']}{'' if i['fresh'] else ' (stale)'}" for i in g["indexes"])
+        table.add_row(
+            g["name"], f"{g['n']:,}", str(g["dim"]), f"{g.get('dataset', '')}/{g.get('split', '')}",
+            str(len(g.get("class_names", []))), f"{checkpoint} {digest}".strip(), str(g.get("created", ""))[:16].replace("T", " "),
+            indexes or "none saved",
+        )
+    console.print(table)
+
+
+def _parse_ids(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"--ids: expected comma-separated integers like 1,2,3, got {text!r}") from None
+
+
+@app.command("neighbors")
+def neighbors(
+    store: StoreArgument = None,
+    group: GroupOption = ...,
+    k: Annotated[int, typer.Option("--k", "-k", help="Neighbours per query.")] = 5,
+    farthest: Annotated[bool, typer.Option("--farthest", help="The k farthest rows instead (exact).")] = False,
+    query_group: Annotated[
+        Optional[str], typer.Option("--query-group", help="Take the queries from this group (default: --group itself).")
+    ] = None,
+    ids: Annotated[
+        Optional[str], typer.Option("--ids", help="Only these query ids (the group's ids values), e.g. 1,2,3.")
+    ] = None,
+    metric: MetricOption = "l2",
+    index: Annotated[str, typer.Option("--index", help="flat (exact), hnsw or ivf (approximate, fast).")] = "flat",
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Write every result to .json, .h5 or .npz (atomic).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Queries shown in the table.")] = 10,
+    workspace: WorkspaceOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Find the k nearest (or farthest) rows for every query; a query is never its own neighbour."""
+    from embedkit.index import neighbors as find_neighbors
+    from embedkit.index import neighbors_json, save_neighbors
+
+    path = _store_path(store, workspace)
+    with _progress("searching") as on_progress:
+        result = find_neighbors(path, group, k, farthest=farthest, query_group=query_group,
+                                query_ids=_parse_ids(ids), metric=metric, index_kind=index, on_progress=on_progress)
+    if out is not None:
+        save_neighbors(result, out)
+    if json_out:
+        print_json(neighbors_json(result))
+        return
+    _print_neighbors(result, limit)
+    if out is not None:
+        console.print(f"wrote {len(result.query_ids):,} results to {out}", highlight=False)
+
+
+def _print_neighbors(result, limit: int) -> None:
+    from rich.table import Table
+
+    def label(value: int) -> str:
+        names = result.class_names
+        return names[value] if 0 <= value < len(names) else ("-" if value < 0 else str(value))
+
+    what = "farthest" if result.farthest else "nearest"
+    table = Table(title=f"{what} {result.k} in {result.group} ({result.metric}, index {result.index_kind}, "
+                        f"{result.index_status})", title_justify="left")
+    for column in ("query id", "label", "neighbour ids", "distances", "labels"):
+        table.add_column(column)
+    for row in range(min(limit, len(result.query_ids))):
+        table.add_row(
+            str(result.query_ids[row]), label(int(result.query_labels[row])),
+            " ".join(str(i) for i in result.ids[row]), " ".join(f"{d:.4f}" for d in result.distances[row]),
+            " ".join(label(int(v)) for v in result.labels[row]),
+        )
+    console.print(table)
+    shown = min(limit, len(result.query_ids))
+    if shown < len(result.query_ids):
+        console.print(f"showing {shown} of {len(result.query_ids):,} queries: --out FILE or --json for all",
+                      highlight=False)
+
+
+@app.command("pairs")
+def pairs(
+    store: StoreArgument = None,
+    group: GroupOption = ...,
+    k: Annotated[int, typer.Option("--k", "-k", help="Nearest neighbours per row.")] = 3,
+    out: Annotated[Path, typer.Option("--out", help="Pairs file to write (HDF5, atomic).")] = ...,
+    metric: MetricOption = "l2",
+    workspace: WorkspaceOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Write each row's k nearest neighbours (never itself) to an HDF5 pairs file for neighbour-positive training."""
+    from embedkit.index import make_pairs
+
+    path = _store_path(store, workspace)
+    start = time.perf_counter()
+    with _progress("pairs") as on_progress:
+        written = make_pairs(path, group, k, out, metric=metric, on_progress=on_progress)
+    seconds = time.perf_counter() - start
+    if json_out:
+        print_json({"store": str(path), "group": group, "k": k, "metric": metric, "out": str(written),
+                    "seconds": round(seconds, 3)})
+    else:
+        console.print(f"wrote {k} nearest neighbours per row of {group} to {written} in {seconds:.1f} s",
+                      highlight=False)

@@ -1,0 +1,274 @@
+"""Search against NumPy brute force (float64): nearest, farthest, self-exclusion, ties, cosine, persisted indexes."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from embedkit.errors import SearchError
+from embedkit.index import knn, list_index_files, make_pairs, neighbors
+from embedkit.store import open_store
+
+
+def brute_distances(reference: np.ndarray, queries: np.ndarray, metric: str) -> np.ndarray:
+    """(Q, N) true distances in float64: Euclidean, or 1 - cos (zero vectors have cos 0)."""
+    ref, q = reference.astype(np.float64), queries.astype(np.float64)
+    if metric == "l2":
+        return np.sqrt(((q[:, None, :] - ref[None, :, :]) ** 2).sum(-1))
+    unit = lambda x: x / np.where((n := np.linalg.norm(x, axis=1, keepdims=True)) > 0, n, 1)  # noqa: E731
+    return 1.0 - unit(q) @ unit(ref).T
+
+
+def assert_matches_brute(reference, queries, k, *, farthest, exclude_self, metric, tol=1e-4):
+    """Distances equal brute force's k best within tol; rows may differ from brute force only among ties."""
+    dist, rows = knn(reference, queries, k, farthest=farthest, exclude_self=exclude_self, metric=metric)
+    assert dist.shape == rows.shape == (len(queries), k)
+    assert dist.dtype == np.float32 and rows.dtype == np.int64
+    full = brute_distances(reference, queries, metric)
+    if exclude_self:
+        np.fill_diagonal(full, np.nan)
+    candidates = np.where(np.isnan(full), -np.inf if farthest else np.inf, full)
+    best = np.sort(-candidates if farthest else candidates, axis=1)[:, :k]
+    np.testing.assert_allclose(dist, -best if farthest else best, atol=tol)
+    np.testing.assert_allclose(np.take_along_axis(full, rows, 1), dist, atol=tol)  # each row is at its distance
+    assert all(len(set(r)) == k for r in rows.tolist()), "a row appears twice for one query"
+    if exclude_self:
+        assert not (rows == np.arange(len(queries))[:, None]).any(), "a query is its own neighbour"
+    order = np.diff(dist, axis=1)
+    assert ((order <= tol) if farthest else (order >= -tol)).all(), "results are not sorted"
+    return dist, rows
+
+
+@pytest.mark.parametrize("n", [1, 10, 1000])
+@pytest.mark.parametrize("k_choice", ["1", "3", "N-1"])
+@pytest.mark.parametrize("farthest", [False, True])
+@pytest.mark.parametrize("exclude_self", [False, True])
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_knn_matches_brute_force(rng, n, k_choice, farthest, exclude_self, metric):
+    reference = (rng.normal(size=(n, 8)) * 3 + 1).astype(np.float32)
+    queries = reference if exclude_self else rng.normal(size=(50, 8)).astype(np.float32)
+    k = {"1": 1, "3": 3, "N-1": n - 1}[k_choice]
+    if k < 1 or k > (n - 1 if exclude_self else n):
+        with pytest.raises(SearchError, match=f"k={k}"):
+            knn(reference, queries, k, farthest=farthest, exclude_self=exclude_self, metric=metric)
+        return
+    assert_matches_brute(reference, queries, k, farthest=farthest, exclude_self=exclude_self, metric=metric)
+
+
+def test_exact_duplicates_are_neighbours_but_never_self(rng):
+    """Rows 0..4 are identical: each finds the other four at distance 0, and never itself."""
+    reference = rng.normal(size=(20, 4)).astype(np.float32)
+    reference[:5] = reference[0]
+    dist, rows = assert_matches_brute(reference, reference, 4, farthest=False, exclude_self=True, metric="l2")
+    for i in range(5):
+        assert sorted(rows[i]) == sorted(set(range(5)) - {i})
+        np.testing.assert_array_equal(dist[i], 0.0)
+
+
+def test_all_points_equal_farthest_excludes_self():
+    reference = np.ones((6, 3), np.float32)
+    dist, rows = knn(reference, reference, 5, farthest=True, exclude_self=True)
+    np.testing.assert_array_equal(dist, 0.0)
+    for i in range(6):
+        assert sorted(rows[i]) == sorted(set(range(6)) - {i})
+
+
+def test_distances_are_true_not_squared():
+    reference = np.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]], np.float32)
+    dist, rows = knn(reference, reference[:1], 2, exclude_self=False)
+    np.testing.assert_allclose(dist, [[0.0, 5.0]])
+    dist, rows = knn(reference, reference[:1], 1, farthest=True)
+    assert rows.tolist() == [[2]] and dist[0, 0] == pytest.approx(10.0)
+
+
+def test_large_norm_near_duplicates_keep_precision(rng):
+    """Float32 |x|^2 tricks lose precision at large norms; distances are recomputed from differences."""
+    base = rng.normal(size=(50, 16)).astype(np.float32) * 1000
+    reference = np.vstack([base, base + 1e-3]).astype(np.float32)
+    dist, rows = knn(reference, reference, 1, exclude_self=True)
+    np.testing.assert_array_equal(rows[:50, 0], np.arange(50, 100))
+    np.testing.assert_allclose(dist[:, 0], np.sqrt(16) * 1e-3, rtol=0.05)
+
+
+@pytest.mark.parametrize(
+    ("reference", "queries", "k", "exclude_self", "message"),
+    [
+        (np.zeros((5, 3)), np.zeros((2, 3)), 0, False, "k=0: k must be at least 1"),
+        (np.zeros((5, 3)), np.zeros((2, 3)), 6, False, "k=6 is larger"),
+        (np.zeros((5, 3)), np.zeros((5, 3)), 5, True, "never its own neighbour"),
+        (np.zeros((0, 3)), np.zeros((2, 3)), 1, False, "empty"),
+        (np.zeros((5, 3)), np.zeros((2, 4)), 1, False, "dimension mismatch"),
+        (np.zeros((5, 3)), np.full((2, 3), np.nan), 1, False, "NaN"),
+    ],
+)
+def test_knn_errors_are_one_line(reference, queries, k, exclude_self, message):
+    with pytest.raises(SearchError, match=message) as info:
+        knn(reference, queries, k, exclude_self=exclude_self)
+    assert "\n" not in str(info.value)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    dim=st.integers(1, 6),
+    k_fraction=st.floats(0, 1),
+    farthest=st.booleans(),
+    exclude_self=st.booleans(),
+    metric=st.sampled_from(["l2", "cosine"]),
+    seed=st.integers(0, 2**16),
+    grid=st.booleans(),
+)
+def test_knn_property_random_shapes(n, dim, k_fraction, farthest, exclude_self, metric, seed, grid):
+    """Random shapes, and integer grids full of exact ties."""
+    rng = np.random.default_rng(seed)
+    reference = rng.integers(-2, 3, size=(n, dim)) if grid else rng.normal(size=(n, dim))
+    reference = reference.astype(np.float32)
+    allowed = n - 1 if exclude_self else n
+    if allowed < 1:
+        with pytest.raises(SearchError):
+            knn(reference, reference, 1, exclude_self=exclude_self)
+        return
+    k = 1 + int(k_fraction * (allowed - 1))
+    assert_matches_brute(reference, reference, k, farthest=farthest, exclude_self=exclude_self, metric=metric)
+
+
+# ---------------------------------------------------------------- store-level search and persisted indexes
+
+
+def clustered(rng, n: int, dim: int = 16, clusters: int = 10) -> np.ndarray:
+    centers = rng.normal(size=(clusters, dim)) * 5
+    return (centers[rng.integers(0, clusters, n)] + rng.normal(size=(n, dim))).astype(np.float32)
+
+
+@pytest.fixture
+def store_path(tmp_path, rng):
+    path = tmp_path / "store.h5"
+    store = open_store(path, create=True)
+    store.write_group("toy/train", clustered(rng, 2000), rng.integers(0, 10, 2000), ids=np.arange(2000) + 100)
+    store.write_group("toy/test", clustered(rng, 50))
+    return path
+
+
+def test_neighbors_uses_group_ids_and_excludes_self(store_path):
+    data = open_store(store_path).read("toy/train")
+    result = neighbors(store_path, "toy/train", 3)
+    dist, rows = knn(data.embeddings, data.embeddings, 3, exclude_self=True)
+    np.testing.assert_array_equal(result.query_ids, data.ids)
+    np.testing.assert_allclose(result.distances, dist, atol=1e-5)
+    np.testing.assert_array_equal(result.ids, data.ids[result.rows])
+    np.testing.assert_array_equal(result.labels, data.labels[result.rows])
+
+
+def test_neighbors_query_ids_and_query_group(store_path):
+    store = open_store(store_path)
+    train, test = store.read("toy/train"), store.read("toy/test")
+    picked = neighbors(store_path, "toy/train", 2, query_ids=[105, 100], farthest=True)
+    np.testing.assert_array_equal(picked.query_ids, [105, 100])
+    dist, rows = knn(train.embeddings, train.embeddings, 2, farthest=True, exclude_self=True)
+    np.testing.assert_allclose(picked.distances, dist[[5, 0]], atol=1e-5)
+    other = neighbors(store_path, "toy/train", 4, query_group="toy/test")
+    dist, rows = knn(train.embeddings, test.embeddings, 4)
+    np.testing.assert_allclose(other.distances, dist, atol=1e-5)
+    np.testing.assert_array_equal(other.query_ids, test.ids)
+
+
+def test_flat_index_is_built_in_memory_not_saved(store_path):
+    assert neighbors(store_path, "toy/train", 3).index_status == "built in memory"
+    assert neighbors(store_path, "toy/train", 3, farthest=True).index_status == "built in memory"
+    assert list_index_files(store_path) == []
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_index_persisted_reloaded_and_rebuilt_after_rewrite(store_path, rng, kind):
+    first = neighbors(store_path, "toy/train", 3, index_kind=kind)
+    assert first.index_status == "built"
+    files = list_index_files(store_path)
+    assert [(f.group, f.metric, f.kind) for f in files] == [("toy/train", "l2", kind)]
+    again = neighbors(store_path, "toy/train", 3, index_kind=kind)
+    assert again.index_status == "loaded"
+    np.testing.assert_array_equal(again.rows, first.rows)
+    np.testing.assert_array_equal(again.distances, first.distances)
+
+    new = clustered(rng, 300)
+    open_store(store_path).write_group("toy/train", new, overwrite=True)
+    assert list_index_files(store_path)[0].content_id != open_store(store_path).content_id("toy/train")
+    rebuilt = neighbors(store_path, "toy/train", 3, index_kind=kind)
+    assert rebuilt.index_status == "built"
+    exact = knn(new, new, 3, exclude_self=True)[0]
+    assert np.mean(np.isclose(rebuilt.distances, exact, atol=1e-5)) > 0.95
+    (fresh,) = list_index_files(store_path)  # the stale file of the old contents is gone
+    assert fresh.content_id == open_store(store_path).content_id("toy/train")
+
+
+def test_corrupt_index_file_is_rebuilt(store_path):
+    neighbors(store_path, "toy/train", 3, index_kind="hnsw")
+    (index_file,) = list_index_files(store_path)
+    index_file.path.write_bytes(b"not a faiss index")
+    assert neighbors(store_path, "toy/train", 3, index_kind="hnsw").index_status == "built"
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_approximate_indexes_have_high_recall(store_path, kind, metric):
+    exact = neighbors(store_path, "toy/train", 5, metric=metric)
+    approx = neighbors(store_path, "toy/train", 5, metric=metric, index_kind=kind)
+    recall = np.mean([len(set(a) & set(e)) / 5 for a, e in zip(approx.rows.tolist(), exact.rows.tolist())])
+    assert recall >= 0.95
+    assert not (approx.rows == np.arange(2000)[:, None]).any()
+    assert neighbors(store_path, "toy/train", 5, metric=metric, index_kind=kind).index_status == "loaded"
+
+
+def test_ivf_on_a_tiny_group_is_exact(store_path):
+    """Under 78 rows IVF has a single list, so it scans everything."""
+    exact = neighbors(store_path, "toy/test", 3)
+    approx = neighbors(store_path, "toy/test", 3, index_kind="ivf")
+    np.testing.assert_allclose(approx.distances, exact.distances, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"k": 2000}, "k=2000 is larger than group 'toy/train'"),
+        ({"k": 0}, "k=0"),
+        ({"k": 3, "query_ids": [1]}, "ids not in group 'toy/train'.*: 1"),
+        ({"k": 3, "farthest": True, "index_kind": "hnsw"}, "farthest search is exact only"),
+        ({"k": 3, "metric": "manhattan"}, "unknown metric"),
+        ({"k": 3, "query_group": "toy/nope"}, "group 'toy/nope' not found"),
+    ],
+)
+def test_neighbors_errors(store_path, kwargs, message):
+    with pytest.raises(Exception, match=message) as info:
+        neighbors(store_path, "toy/train", **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_dimension_mismatch_and_empty_group(store_path, rng):
+    store = open_store(store_path)
+    store.write_group("other/d8", rng.normal(size=(10, 8)))
+    store.write_group("other/empty", np.zeros((0, 16), np.float32))
+    with pytest.raises(SearchError, match="dimension mismatch: query group 'other/d8' has D=8"):
+        neighbors(store_path, "toy/train", 3, query_group="other/d8")
+    with pytest.raises(SearchError, match="empty"):
+        neighbors(store_path, "other/empty", 1, query_group="toy/test")
+
+
+def test_make_pairs_file(store_path, tmp_path):
+    import h5py
+
+    dead, live = tmp_path / ".pairs.h5.tmp-999999999-dead", tmp_path / f".pairs.h5.tmp-{os.getpid()}-live"
+    dead.write_bytes(b"left by a killed run"), live.write_bytes(b"being written")
+    out = make_pairs(store_path, "toy/train", 3, tmp_path / "pairs.h5")
+    assert not dead.exists() and live.exists()  # only a dead process's temp file is removed
+    data = open_store(store_path).read("toy/train")
+    dist, rows = knn(data.embeddings, data.embeddings, 3, exclude_self=True)
+    with h5py.File(out, "r") as f:
+        np.testing.assert_array_equal(f["ids"][()], data.ids)
+        np.testing.assert_allclose(f["distances"][()], dist, atol=1e-5)
+        np.testing.assert_array_equal(f["neighbor_ids"][()], data.ids[f["neighbor_rows"][()]])
+        assert f["distances"].dtype == np.float32 and f["neighbor_rows"].shape == (2000, 3)
+        assert (f.attrs["group"], int(f.attrs["k"]), f.attrs["metric"]) == ("toy/train", 3, "l2")
+        assert f.attrs["content_id"] == data.content_id
