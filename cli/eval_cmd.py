@@ -1,3 +1,273 @@
-"""Commands: filled in by its issue."""
+"""Evaluation commands: probe, retrieve, anomaly, cluster and `plot map`. Each reads one or more stores, calls the
+library, prints a table (or one JSON object with --json) and writes its figures as PNG files into --out."""
 
-from cli.app import app  # noqa: F401
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Annotated, Callable, Iterator, Optional
+
+import typer
+
+from cli.app import app, console, err_console, plot_app, print_json
+from cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption
+
+StoresArgument = Annotated[
+    Optional[list[Path]],
+    typer.Argument(help="HDF5 stores (default: the workspace's store.h5). Several are compared side by side, "
+                        "each named by its file stem.", show_default=False),
+]
+SeedOption = Annotated[int, typer.Option("--seed", help="Random seed (sampling, k-means, t-SNE, query choice).")]
+MaxPointsOption = Annotated[int, typer.Option("--max-points", help="Map a seeded sample of at most this many rows.")]
+
+
+OutOption = Annotated[
+    Optional[Path],
+    typer.Option("--out", help=r"Folder for the figures \[default: <workspace>/figures/<command>].",
+                 show_default=False),
+]
+
+
+def _stores(stores: list[Path] | None, workspace: Path | None) -> list[Path]:
+    from embedkit.workspace import Workspace
+
+    return list(stores) if stores else [Workspace.at(workspace).default_store]
+
+
+def _out_dir(out: Path | None, workspace: Path | None, command: str) -> Path:
+    from embedkit.workspace import Workspace
+
+    return out if out is not None else Workspace.at(workspace).root / "figures" / command
+
+
+def _slug(group: str) -> str:
+    return group.replace("/", "-")
+
+
+@contextlib.contextmanager
+def _status(message: str, quiet: bool) -> Iterator[None]:
+    """A spinner on stderr while a step with no progress count runs (t-SNE, k-means)."""
+    if quiet:
+        yield
+        return
+    with err_console.status(message):
+        yield
+
+
+@contextlib.contextmanager
+def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """An on_progress callback drawing a bar (rate, ETA) on stderr from its first call; no call, no bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                        TimeRemainingColumn(), console=err_console, transient=True)
+    state: dict = {}
+
+    def update(done: int, total: int) -> None:
+        if "task" not in state:
+            progress.start()
+            state["task"], state["t0"] = progress.add_task(description, total=total, rate=""), time.perf_counter()
+        rate = done / max(time.perf_counter() - state["t0"], 1e-9)
+        progress.update(state["task"], completed=done, total=total, rate=f"{rate:,.0f}/s" if done else "")
+
+    try:
+        yield update
+    finally:
+        if "task" in state:
+            progress.stop()
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+@app.command("probe")
+def probe(
+    stores: StoresArgument = None,
+    train: Annotated[str, typer.Option("--train", help="Group to fit the classifier on.")] = "cifar10/train",
+    test: Annotated[str, typer.Option("--test", help="Group to measure accuracy on.")] = "cifar10/test",
+    knn_k: Annotated[int, typer.Option("--knn-k", help="Neighbours voting in the kNN classifier (cosine).")] = 20,
+    workspace: WorkspaceOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Linear probe: a linear classifier on the frozen embeddings, plus kNN-classifier accuracy."""
+    from embedkit.probe import probe_store
+
+    rows = []
+    for path in _stores(stores, workspace):
+        with _status(f"fitting the probe on {path.stem}", json_out):
+            result = probe_store(path, train, test, knn_k=knn_k)
+        rows.append({"name": path.stem, "store": str(path), **result.to_dict()})
+    if json_out:
+        print_json({"train": train, "test": test, "stores": rows})
+        return
+    _table(f"linear probe {train} -> {test}", ["store", "linear acc", f"kNN acc (k={knn_k})", "train acc", "train",
+                                                "test", "D", "fit s"],
+           [[r["name"], _fmt(r["accuracy"]), _fmt(r["knn_accuracy"]), _fmt(r["train_accuracy"]), f"{r['n_train']:,}",
+             f"{r['n_test']:,}", str(r["dim"]), _fmt(r["fit_seconds"], 1)] for r in rows])
+
+
+@plot_app.command("map")
+def plot_map(
+    stores: StoresArgument = None,
+    group: Annotated[str, typer.Option("--group", "-g", help="Group to map.")] = "cifar10/test",
+    method: Annotated[str, typer.Option("--method", help="pca (instant) or tsne (PCA to 50 dims first).")] = "pca",
+    max_points: MaxPointsOption = 10_000,
+    seed: SeedOption = 0,
+    out: OutOption = None,
+    workspace: WorkspaceOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """2-D map (PCA or t-SNE) of a group, points coloured by class; several stores side by side."""
+    from embedkit.maps import map_store
+    from embedkit.plots import plot_maps
+
+    maps = []
+    for path in _stores(stores, workspace):
+        with _status(f"{method} map of {path.stem} {group}", json_out):
+            maps.append(map_store(path, group, method, max_points=max_points, seed=seed))
+    class_names = next((m.class_names for m in maps if m.class_names), ())
+    shown = f"{len(maps[0].rows):,} of {maps[0].n_total:,} points" if len(maps[0].rows) < maps[0].n_total \
+        else f"{maps[0].n_total:,} points"
+    figure = plot_maps([(m.name, m.xy, m.labels) for m in maps], class_names,
+                       _out_dir(out, workspace, "map") / f"map-{_slug(group)}-{method}.png",
+                       title=f"{group}: {method.upper() if method == 'pca' else 't-SNE'} ({shown})")
+    if json_out:
+        print_json({"group": group, "method": method, "figure": str(figure),
+                    "stores": [{"name": m.name, "points": len(m.rows), "total": m.n_total} for m in maps]})
+        return
+    console.print(f"map of {group} ({shown}) -> {figure}")
+
+
+@app.command("retrieve")
+def retrieve(
+    stores: StoresArgument = None,
+    group: Annotated[
+        str, typer.Option("--group", "-g", help="Group searched; the queries come from it too.")
+    ] = "cifar10/train",
+    per_class: Annotated[int, typer.Option("--per-class", help="Query images per class (seeded choice).")] = 1,
+    k: Annotated[int, typer.Option("--k", "-k", help="Nearest and farthest images shown per query.")] = 5,
+    seed: SeedOption = 0,
+    data_root: DataRootOption = None,
+    out: OutOption = None,
+    workspace: WorkspaceOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Retrieval grids: per class, a query image with its k nearest and k farthest images in the group."""
+    from embedkit.retrieval import draw_retrieval, retrieve_store
+
+    paths = _stores(stores, workspace)
+    first = retrieve_store(paths[0], group, k, per_class=per_class, seed=seed)
+    results = [first] + [retrieve_store(p, group, k, query_ids=first.query_ids) for p in paths[1:]]
+    with _status("drawing the retrieval grid", json_out):
+        figure = draw_retrieval(results, _out_dir(out, workspace, "retrieve") / f"retrieve-{_slug(group)}.png",
+                                data_root=data_root)
+    summary = [{"name": r.name, "nearest_same_class": float((r.nearest_labels == r.query_labels[:, None]).mean()),
+                "farthest_same_class": float((r.farthest_labels == r.query_labels[:, None]).mean())} for r in results]
+    if json_out:
+        print_json({"group": group, "k": k, "per_class": per_class, "figure": str(figure),
+                    "stores": [{**s, **r.to_dict()} for s, r in zip(summary, results)]})
+        return
+    _table(f"retrieval in {group}: {len(first.query_ids)} queries, k={k}",
+           ["store", "nearest: same class", "farthest: same class"],
+           [[s["name"], f"{s['nearest_same_class']:.0%}", f"{s['farthest_same_class']:.0%}"] for s in summary])
+    console.print(f"figure -> {figure}")
+
+
+@app.command("anomaly")
+def anomaly(
+    stores: StoresArgument = None,
+    ood: Annotated[str, typer.Option("--ood", help="Anomalous set: a dataset name (its test split) or a group. "
+                                                   "Encoded with the store's checkpoint if missing.")] = "mnist",
+    k: Annotated[int, typer.Option("--k", "-k", help="Score = mean L2 distance to the k nearest reference rows.")] = 2,
+    reference: Annotated[
+        str, typer.Option("--reference", help="Normal group the kNN distances are measured to.")
+    ] = "cifar10/train",
+    normal: Annotated[str, typer.Option("--normal", help="Normal group scored beside the OOD one.")] = "cifar10/test",
+    top: Annotated[int, typer.Option("--top", help="Most anomalous images shown per store.")] = 7,
+    data_root: DataRootOption = None,
+    device: DeviceOption = "auto",
+    out: OutOption = None,
+    workspace: WorkspaceOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Anomaly detection by kNN distance: ROC-AUC of normal vs OOD, ROC curves and the most anomalous images."""
+    from embedkit.anomaly import anomaly_store, draw_top_anomalies
+    from embedkit.errors import DataError
+    from embedkit.plots import plot_roc
+
+    results = []
+    for path in _stores(stores, workspace):
+        with _progress(f"encoding {ood} into {path.name}") as on_progress:
+            results.append(anomaly_store(path, ood, k, reference_group=reference, normal_group=normal,
+                                         data_root=data_root, device=device, on_progress=on_progress))
+    out_dir = _out_dir(out, workspace, "anomaly")
+    first = results[0]
+    figures = {"roc": str(plot_roc([(r.name, r.result.fpr, r.result.tpr, r.result.roc_auc) for r in results],
+                                   out_dir / "roc.png", title=f"{first.normal_group} vs {first.ood_group}, k={k}"))}
+    try:
+        figures["top"] = str(draw_top_anomalies(results, top, out_dir / "top-anomalies.png", data_root=data_root))
+    except DataError as exc:  # the scores stand without the pictures
+        err_console.print(f"[yellow]warning:[/] no image grid: {exc}", highlight=False, soft_wrap=True)
+    if json_out:
+        print_json({"reference": reference, "normal": normal, "ood": first.ood_group, "k": k, "figures": figures,
+                    "stores": [{"name": r.name, "store": str(r.store_path), "encoded_ood": r.encoded,
+                                **r.result.to_dict(), "top": r.top(top)} for r in results]})
+        return
+    _table(f"anomaly: {normal} (normal) vs {first.ood_group} (OOD), reference {reference}, k={k}",
+           ["store", "ROC-AUC", "mean score normal", "mean score OOD", "normal", "OOD"],
+           [[r.name, _fmt(r.result.roc_auc), _fmt(d["mean_score_normal"]), _fmt(d["mean_score_ood"]),
+             f"{d['n_normal']:,}", f"{d['n_ood']:,}"] for r, d in ((r, r.result.to_dict()) for r in results)])
+    console.print("figures -> " + ", ".join(figures.values()))
+
+
+@app.command("cluster")
+def cluster(
+    stores: StoresArgument = None,
+    group: Annotated[str, typer.Option("--group", "-g", help="Group to cluster.")] = "cifar10/test",
+    k: Annotated[int, typer.Option("--k", "-k", help="Number of k-means clusters.")] = 10,
+    map_method: Annotated[str, typer.Option("--map", help="2-D map for the figure: tsne or pca.")] = "tsne",
+    max_points: MaxPointsOption = 10_000,
+    seed: SeedOption = 0,
+    out: OutOption = None,
+    workspace: WorkspaceOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """k-means clusters vs classes: silhouette, ARI, NMI; a map coloured by cluster beside one by class."""
+    from embedkit.cluster import centroids_2d, cluster_store
+    from embedkit.maps import map_store
+    from embedkit.plots import plot_clusters
+
+    results, panels, class_names = [], [], ()
+    for path in _stores(stores, workspace):
+        with _status(f"k-means and {map_method} map of {path.stem} {group}", json_out):
+            result = cluster_store(path, group, k, seed=seed)
+            group_map = map_store(path, group, map_method, max_points=max_points, seed=seed)
+        clusters = result.assignments[group_map.rows]
+        panels.append((path.stem, group_map.xy, clusters, group_map.labels, centroids_2d(group_map.xy, clusters, k)))
+        results.append({"name": path.stem, "store": str(path), **result.to_dict()})
+        class_names = class_names or group_map.class_names
+    out_path = _out_dir(out, workspace, "cluster") / f"clusters-{_slug(group)}-k{k}.png"
+    figure = plot_clusters(panels, class_names, out_path, title=f"{group}: k-means, k={k}")
+    if json_out:
+        print_json({"group": group, "k": k, "figure": str(figure), "stores": results})
+        return
+    sampled = any(r["silhouette_sampled"] for r in results)
+    _table(f"k-means of {group}, k={k}", ["store", "ARI", "NMI", "silhouette k-means", "silhouette classes", "points"],
+           [[r["name"], _fmt(r["ari"]), _fmt(r["nmi"]), _fmt(r["silhouette_kmeans"]), _fmt(r["silhouette_classes"]),
+             f"{r['n']:,}"] for r in results])
+    if sampled:
+        console.print(f"silhouettes on a seeded sample of {results[0]['silhouette_points']:,} points")
+    console.print(f"figure -> {figure}")

@@ -1,0 +1,81 @@
+"""k-means clustering scores against known answers (separated blobs) and sklearn's metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embedkit.cluster import centroids_2d, cluster_embeddings, cluster_store
+from embedkit.errors import ConfigError
+
+
+def _blobs(rng, n_per_class: int, n_classes: int, dim: int, spread: float):
+    centres = rng.normal(size=(n_classes, dim)) * spread
+    labels = np.repeat(np.arange(n_classes), n_per_class)
+    return (centres[labels] + rng.normal(size=(len(labels), dim))).astype(np.float32), labels
+
+
+def test_separated_blobs_are_recovered_exactly(rng):
+    x, labels = _blobs(rng, 40, 5, 8, spread=30.0)
+    result = cluster_embeddings(x, 5, labels)
+    assert result.ari == 1.0
+    assert result.nmi == pytest.approx(1.0)
+    assert result.silhouette_kmeans > 0.8
+    assert result.silhouette_classes == pytest.approx(result.silhouette_kmeans)  # same partition
+    assert result.assignments.shape == (200,) and set(result.assignments) == set(range(5))
+    assert result.silhouette_points == 200 and not result.to_dict()["silhouette_sampled"]
+    assert sorted(result.to_dict()["cluster_sizes"]) == [40] * 5
+
+
+def test_scores_match_sklearn_on_overlapping_blobs(rng):
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+
+    x, labels = _blobs(rng, 50, 4, 6, spread=1.0)
+    result = cluster_embeddings(x, 4, labels, seed=3)
+    assert result.ari == pytest.approx(adjusted_rand_score(labels, result.assignments))
+    assert result.nmi == pytest.approx(normalized_mutual_info_score(labels, result.assignments))
+    assert result.silhouette_kmeans == pytest.approx(silhouette_score(x, result.assignments), abs=1e-5)
+    assert result.silhouette_classes == pytest.approx(silhouette_score(x, labels), abs=1e-5)
+    assert result.ari < 0.9  # overlapping: not a trivial partition
+    distances = np.linalg.norm(x[:, None] - result.centroids[None], axis=2)
+    np.testing.assert_array_equal(result.assignments, distances.argmin(axis=1))  # every point to its nearest
+
+
+def test_silhouette_is_sampled_above_the_limit_and_says_so(rng):
+    x, labels = _blobs(rng, 100, 3, 4, spread=10.0)
+    result = cluster_embeddings(x, 3, labels, silhouette_max_points=120)
+    assert result.silhouette_points == 120
+    assert result.to_dict()["silhouette_sampled"] is True
+    assert result.silhouette_kmeans > 0.7
+
+
+def test_unknown_labels_are_left_out_and_no_labels_gives_none(rng):
+    x, labels = _blobs(rng, 30, 3, 4, spread=30.0)
+    partly = labels.copy()
+    partly[::3] = -1
+    assert cluster_embeddings(x, 3, partly).ari == 1.0
+    unlabelled = cluster_embeddings(x, 3, np.full(len(x), -1))
+    assert unlabelled.ari is None and unlabelled.nmi is None and unlabelled.silhouette_classes is None
+    assert cluster_embeddings(x, 3).silhouette_kmeans > 0.8
+
+
+@pytest.mark.parametrize("k", [1, 90])
+def test_k_out_of_range_is_an_error(rng, k):
+    x, _ = _blobs(rng, 30, 3, 4, spread=1.0)
+    with pytest.raises(ConfigError, match=f"k={k}"):
+        cluster_embeddings(x, k)
+
+
+def test_centroids_2d_are_the_means_of_the_members():
+    xy = np.array([[0, 0], [2, 0], [10, 10], [12, 14]], np.float32)
+    centres = centroids_2d(xy, np.array([0, 0, 2, 2]), 3)
+    np.testing.assert_allclose(centres[[0, 2]], [[1, 0], [11, 12]])
+    assert np.isnan(centres[1]).all()  # an empty cluster has no place on the map
+
+
+def test_cluster_store_reads_the_group(tmp_path, rng):
+    from embedkit.store import open_store
+
+    x, labels = _blobs(rng, 30, 3, 4, spread=30.0)
+    open_store(tmp_path / "s.h5", create=True).write_group("blobs/test", x, labels)
+    assert cluster_store(tmp_path / "s.h5", "blobs/test", 3).ari == 1.0

@@ -1,0 +1,58 @@
+"""Figures are written as PNG files of the size their content implies, and are not blank."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embedkit import plots
+
+
+def _read(path):
+    from matplotlib.image import imread
+
+    image = imread(path)
+    assert image.ndim == 3 and image.shape[2] in (3, 4)
+    assert image[..., :3].std() > 0.01, f"{path} is blank"
+    return image
+
+
+def test_maps_side_by_side_have_one_panel_per_store(tmp_path, rng):
+    xy = rng.normal(size=(60, 2))
+    labels = np.repeat([0, 1, 2], 20)
+    path = plots.plot_maps([("a", xy, labels), ("b", xy * 2, labels)], ["ant", "bee", "cat"], tmp_path / "m.png")
+    assert _read(path).shape[:2] == (500, 1200)  # 5-inch panels + 2-inch legend, at 100 dpi
+
+
+def test_map_of_unlabelled_points_and_many_classes(tmp_path, rng):
+    xy = rng.normal(size=(50, 2))
+    labels = np.r_[np.full(10, -1), np.arange(40) % 25]
+    assert _read(plots.plot_maps([("a", xy, labels)], (), tmp_path / "m.png")).shape[:2] == (500, 700)
+
+
+def test_cluster_figure_has_a_row_per_store(tmp_path, rng):
+    xy = rng.normal(size=(40, 2))
+    clusters, labels = np.arange(40) % 4, np.arange(40) % 2
+    centres = np.array([xy[clusters == c].mean(axis=0) for c in range(4)])
+    panels = [("a", xy, clusters, labels, centres), ("b", xy, clusters, labels, centres)]
+    assert _read(plots.plot_clusters(panels, ["x", "y"], tmp_path / "c.png")).shape[:2] == (1000, 1200)
+
+
+def test_roc_figure(tmp_path):
+    curves = [("a", np.array([0, 0.5, 1]), np.array([0, 0.9, 1]), 0.7), ("b", np.array([0, 1]), np.array([0, 1]), 0.5)]
+    assert _read(plots.plot_roc(curves, tmp_path / "sub" / "roc.png")).shape[:2] == (500, 500)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_image_grid_size_follows_rows_and_columns(tmp_path, rng, channels):
+    image = rng.integers(0, 256, size=(8, 8, channels), dtype=np.uint8)
+    rows = [("query 1", [(image, "cat"), (None, ""), (image, "dog 0.12")]), ("query 2", [(image, "ant")])]
+    path = plots.plot_image_grid(rows, tmp_path / "g.png", column_titles=["query", "", "nearest"], title="t")
+    assert _read(path).shape[:2] == (270, 365)  # (0.7 + 2 x 1.0) by (1.4 + 2 x 1.0 + 0.25 for the gap) inches
+
+
+def test_class_and_cluster_colors_are_distinct():
+    for n in (3, 10, 15, 30):
+        assert len({tuple(c) for c in plots.class_colors(n)}) == n
+        assert len({tuple(c) for c in plots.cluster_colors(n)}) == n
+    assert not {tuple(c) for c in plots.class_colors(10)} & {tuple(c) for c in plots.cluster_colors(10)}
