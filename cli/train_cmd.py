@@ -1,3 +1,234 @@
-"""Commands: filled in by its issue."""
+"""Commands: train (VICReg), encode (a checkpoint into the store), plot losses (a run's loss curves)."""
 
-from cli.app import app  # noqa: F401
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Annotated, Callable, Iterator, Optional
+
+import typer
+
+from cli.app import app, console, err_console, plot_app, print_json
+from cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption
+from embedkit.errors import ConfigError
+
+
+def _opt(kind: type, flag: str, help_text: str):
+    """An optional option whose default (None) means: take the value from the preset or the saved config."""
+    return Annotated[Optional[kind], typer.Option(flag, help=help_text, show_default=False)]
+
+
+PresetOption = Annotated[str, typer.Option("--preset", help="Recipe: auto (gpu if CUDA is available, else cpu), "
+                                           "cpu (small encoder, Adam, 4 epochs) or gpu (ResNet-18, LARS, 200 epochs).")]
+ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir (or the latest run) "
+                                            "from its last.pt; only --epochs and --device may change.")]
+
+
+@contextlib.contextmanager
+def _progress(description: str, unit: str, per_step: int = 1) -> Iterator[Callable[..., None]]:
+    """An on_progress(done, total, note="") callback drawing a bar with `unit`/s and ETA on stderr.
+
+    `per_step` converts progress counts into units (a training step is `batch_size` images).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console, transient=False,
+    )
+    state: dict = {}
+
+    def update(done: int, total: int, note: str = "") -> None:
+        if "task" not in state:
+            progress.start()
+            state["task"] = progress.add_task(description, total=total, rate="")
+            state["t0"], state["done0"] = time.perf_counter(), done
+        elapsed = max(time.perf_counter() - state["t0"], 1e-9)
+        rate = (done - state["done0"]) * per_step / elapsed
+        progress.update(state["task"], completed=done, total=total, rate=f"{rate:,.0f} {unit}/s",
+                        description=f"{description} {note}".strip())
+
+    try:
+        yield update
+    finally:
+        if "task" in state:
+            progress.stop()
+
+
+def _load_split(dataset: str, split: str, data_root: Path | None):
+    from embedkit.data import load_images
+
+    with _progress(f"loading {dataset} {split}", "items") as on_progress:
+        return load_images(dataset, split, data_root, on_progress=on_progress)
+
+
+def _test_split(dataset: str, data_root: Path | None):
+    """The test split, or None (with a warning) for an image folder that has none."""
+    from embedkit.data import KNOWN_DATASETS
+    from embedkit.errors import DataError
+
+    try:
+        return _load_split(dataset, "test", data_root)
+    except DataError as exc:
+        if dataset in KNOWN_DATASETS:
+            raise
+        err_console.print(f"[yellow]warning[/]: no test losses will be logged ({exc})", highlight=False)
+        return None
+
+
+def _run_dir(run_dir: Path | None, workspace: Path | None, resume: bool, preset: str) -> Path:
+    from embedkit.workspace import Workspace
+
+    if run_dir is not None:
+        return run_dir
+    ws = Workspace.at(workspace)
+    return ws.latest_checkpoint().parent if resume else ws.new_run_dir(f"vicreg-{preset}")
+
+
+@app.command("train")
+def train_command(
+    preset: PresetOption = "auto",
+    epochs: _opt(int, "--epochs", "Epochs \\[preset].") = None,
+    batch_size: _opt(int, "--batch-size", "Images per step \\[preset].") = None,
+    optimizer: _opt(str, "--optimizer", "adam or lars; warm-up and cosine via --warmup-epochs, --schedule "
+                    "\\[preset].") = None,
+    lr: _opt(float, "--lr", "Base learning rate (LARS: per 256 images) \\[preset; Adam's own default 3e-4].") = None,
+    weight_decay: _opt(float, "--weight-decay", "Weight decay, not on biases or BatchNorm \\[preset].") = None,
+    warmup_epochs: _opt(float, "--warmup-epochs", "Linear warm-up length in epochs \\[preset].") = None,
+    schedule: _opt(str, "--schedule", "After warm-up: constant or cosine \\[preset].") = None,
+    lam: _opt(float, "--lam", "Invariance weight \\[25].") = None,
+    mu: _opt(float, "--mu", "Variance weight \\[25].") = None,
+    nu: _opt(float, "--nu", "Covariance weight \\[1].") = None,
+    encoder: _opt(str, "--encoder", "small or resnet18 \\[preset].") = None,
+    seed: _opt(int, "--seed", "Seed of the weights, the epoch order and the views \\[0].") = None,
+    subset: _opt(int, "--subset", "Train on N random train images (quick runs).") = None,
+    dataset: _opt(str, "--dataset", "cifar10, or an image folder with train/ (and test/) class folders "
+                  "\\[cifar10].") = None,
+    run_dir: _opt(Path, "--run-dir", "Run folder \\[a new runs/vicreg-<preset> in the workspace; with --resume, "
+                  "the latest run].") = None,
+    resume: ResumeOption = False,
+    device: DeviceOption = "auto",
+    workspace: WorkspaceOption = None,
+    data_root: DataRootOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Train a VICReg encoder; checkpoint every epoch to RUN/last.pt, loss terms per batch to RUN/log.jsonl."""
+    from embedkit.train import make_config, resume_config, train
+
+    options = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                   warmup_epochs=warmup_epochs, schedule=schedule, lam=lam, mu=mu, nu=nu, encoder=encoder,
+                   seed=seed, subset=subset, dataset=dataset)
+    if resume:
+        changed = sorted(k for k, v in options.items() if v is not None and k != "epochs")
+        if changed:
+            raise ConfigError(f"--resume keeps the run's config; drop --{changed[0].replace('_', '-')}")
+        folder = _run_dir(run_dir, workspace, True, preset)
+        config = resume_config(folder, epochs)
+    else:
+        config = make_config(preset, **options)
+        folder = _run_dir(run_dir, workspace, False, config.preset)
+    train_set = _load_split(config.dataset, "train", data_root)
+    test_set = _test_split(config.dataset, data_root) if config.test_images else None
+    err_console.print(f"run folder: {folder}", highlight=False)
+    note = {"text": ""}
+    on_log = lambda record: note.update(text=f"loss {record['total']:.2f}")  # noqa: E731
+    try:
+        with _progress("training", "img", per_step=config.batch_size) as bar:
+            result = train(config, folder, train_set, test_set, resume=resume, device=device,
+                           on_progress=lambda done, total: bar(done, total, note["text"]), on_log=on_log)
+    except KeyboardInterrupt:
+        saved = folder / "last.pt"
+        where = f"progress saved in {saved}; continue with `embedkit train --resume --run-dir {folder}`"
+        err_console.print(f"[yellow]interrupted[/]: {where if saved.exists() else 'no checkpoint written yet'}",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+    _show_train_result(result, config, json_out)
+
+
+def _show_train_result(result, config, json_out: bool) -> None:
+    payload = {
+        "run_dir": str(result.run_dir), "checkpoint": str(result.checkpoint), "steps": result.steps,
+        "epochs": result.epochs, "images_per_s": round(result.images_per_s, 1),
+        "train": result.train_terms, "test": result.test_terms, "config": config.to_dict(),
+    }
+    if json_out:
+        print_json(payload)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"VICReg run {result.run_dir}")
+    for column in ("split", "step", "total", "inv", "var", "cov"):
+        table.add_column(column, justify="right" if column != "split" else "left")
+    for terms in (result.train_terms, result.test_terms):
+        if terms:
+            table.add_row(terms["split"], str(terms["step"]),
+                          *(f"{terms[k]:.4f}" for k in ("total", "inv", "var", "cov")))
+    console.print(table)
+    epochs = f"{result.epochs} epoch{'s' if result.epochs != 1 else ''}"
+    console.print(f"{config.encoder} encoder, {epochs}, {result.images_per_s:,.0f} images/s; "
+                  f"checkpoint {result.checkpoint}", highlight=False, soft_wrap=True)
+
+
+@app.command("encode")
+def encode_command(
+    checkpoint: Annotated[Optional[Path], typer.Argument(help="Checkpoint (last.pt) \\[default: the workspace's "
+                                                         "latest].", show_default=False)] = None,
+    dataset: Annotated[str, typer.Option("--dataset", help="cifar10, mnist, or an image folder.")] = "cifar10",
+    split: Annotated[Optional[list[str]], typer.Option("--split", help="Split to encode; repeat for several "
+                                                       "\\[train and test].", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="HDF5 store \\[default: the workspace's store.h5].",
+                                                show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace groups that already exist.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 512,
+    device: DeviceOption = "auto",
+    workspace: WorkspaceOption = None,
+    data_root: DataRootOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Encode dataset splits with a trained encoder into store groups <dataset>/<split>, with provenance."""
+    from embedkit.encode import encode_to_store
+    from embedkit.store import open_store
+    from embedkit.workspace import Workspace
+
+    ws = Workspace.at(workspace)
+    checkpoint = checkpoint if checkpoint is not None else ws.latest_checkpoint()
+    store_path = out if out is not None else ws.default_store
+    splits = split or ["train", "test"]
+    with _progress(f"encoding {dataset}", "img") as on_progress:
+        groups = encode_to_store(checkpoint, dataset, splits, store_path, data_root=data_root, device=device,
+                                 batch_size=batch_size, overwrite=overwrite, on_progress=on_progress)
+    infos = [open_store(store_path).info(group) for group in groups]
+    if json_out:
+        print_json({"store": str(store_path), "checkpoint": str(checkpoint),
+                    "groups": [{"group": i.name, "n": i.n, "dim": i.dim} for i in infos]})
+        return
+    for info in infos:
+        console.print(f"wrote {info.name}: {info.n} x {info.dim} to {store_path}", highlight=False)
+
+
+@plot_app.command("losses")
+def plot_losses_command(
+    run: Annotated[Optional[Path], typer.Argument(help="Run folder (or its log.jsonl) \\[default: the workspace's "
+                                                  "latest run].", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="PNG file \\[default: RUN/losses.png].",
+                                                show_default=False)] = None,
+    workspace: WorkspaceOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Plot a run's total loss and its invariance, variance and covariance terms per batch, train and test."""
+    from embedkit.plots import plot_losses
+    from embedkit.train import read_log
+    from embedkit.workspace import Workspace
+
+    run = run if run is not None else Workspace.at(workspace).latest_checkpoint().parent
+    records = read_log(run)
+    folder = run if run.is_dir() else run.parent
+    path = plot_losses(records, out if out is not None else folder / "losses.png", title=f"VICReg losses: {folder}")
+    n_train = sum(r.get("split") == "train" for r in records)
+    if json_out:
+        print_json({"figure": str(path), "run": str(folder), "train_steps": n_train,
+                    "test_points": len(records) - n_train})
+        return
+    console.print(f"wrote {path} ({n_train} train steps, {len(records) - n_train} test points)", highlight=False)

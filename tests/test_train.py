@@ -1,0 +1,153 @@
+"""The training loop on tiny random data: the loss falls, runs are reproducible, resume and Ctrl-C keep state."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from embedkit.augment import ViewConfig
+from embedkit.errors import ConfigError
+from embedkit.models import read_checkpoint
+from embedkit.optim import learning_rate
+from embedkit.train import TrainConfig, make_config, read_log, resume_config, train
+
+# 8x8 views keep the small encoder cheap; everything else is the real cpu recipe.
+TINY = dict(epochs=1, batch_size=8, test_images=0, views=ViewConfig(size=8))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def images(rng) -> np.ndarray:
+    return rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)
+
+
+def _weights(run_dir) -> dict:
+    payload = read_checkpoint(run_dir / "last.pt")
+    return {**payload["encoder_state"], **{f"projector.{k}": v for k, v in payload["projector_state"].items()}}
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_a_few_steps_lower_the_loss(tmp_path, images):
+    # Without augmentation the invariance term is 0 and the steps must spread and decorrelate the batch; on
+    # random pixels augmented views have nothing in common to learn in 4 steps, so the loss would only wobble.
+    plain = ViewConfig(size=8, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0, jitter_p=0, gray_p=0, blur_p=0)
+    config = make_config("cpu", **{**TINY, "epochs": 4, "batch_size": 16, "schedule": "constant", "views": plain})
+    result = train(config, tmp_path / "run", images[:16])
+    records = read_log(tmp_path / "run")
+    assert result.steps == len(records) == 4
+    assert records[-1]["total"] < records[0]["total"] - 2.0
+    assert records[-1]["var"] < records[0]["var"]
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path, images):
+    config = make_config("cpu", **TINY)
+    train(config, tmp_path / "a", images)
+    train(config, tmp_path / "b", images)
+    train(replace(config, seed=1), tmp_path / "c", images)
+    _assert_same_weights(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+    assert not torch.equal(_weights(tmp_path / "a")["head.2.weight"], _weights(tmp_path / "c")["head.2.weight"])
+
+
+def test_resume_after_two_steps_matches_four_uninterrupted_steps(tmp_path, images):
+    config = make_config("cpu", **{**TINY, "test_images": 8})  # 32 images, batch 8: one epoch of 4 steps
+    train(config, tmp_path / "full", images, images[:8])
+
+    def stop_after_two(step, total):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "resumed", images, images[:8], on_progress=stop_after_two)
+    assert read_checkpoint(tmp_path / "resumed" / "last.pt")["step"] == 2
+    with open(tmp_path / "resumed" / "log.jsonl", "a") as log:  # lines past the checkpoint, as after a crash
+        log.write(json.dumps({"split": "train", "step": 3, "total": 0.0}) + "\n" + '{"split": "tr')
+    result = train(resume_config(tmp_path / "resumed"), tmp_path / "resumed", images, images[:8], resume=True)
+    assert result.steps == 4
+    _assert_same_weights(_weights(tmp_path / "full"), _weights(tmp_path / "resumed"))
+    assert read_log(tmp_path / "resumed") == read_log(tmp_path / "full")
+
+
+def test_ctrl_c_is_deferred_to_the_step_boundary_and_saved(tmp_path, images):
+    def press_ctrl_c(step, total):
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # handled by train(): the step finishes, is saved, then re-raised
+
+    with pytest.raises(KeyboardInterrupt):
+        train(make_config("cpu", **TINY), tmp_path / "run", images, on_progress=press_ctrl_c)
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_log_has_a_line_per_step_and_test_terms_per_epoch(tmp_path, images):
+    config = make_config("cpu", **{**TINY, "epochs": 2, "batch_size": 16, "test_images": 8})
+    seen = []
+    result = train(config, tmp_path / "run", images, images, on_log=seen.append)
+    records = read_log(tmp_path / "run")
+    assert records == seen
+    assert [(r["split"], r["step"]) for r in records] == [
+        ("train", 1), ("train", 2), ("test", 2), ("train", 3), ("train", 4), ("test", 4)
+    ]
+    assert all({"total", "inv", "var", "cov"} <= set(r) for r in records)
+    assert result.test_terms == records[-1] and result.epochs == 2
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert TrainConfig.from_dict(saved) == config
+
+
+def test_resume_refuses_another_config_but_allows_more_epochs(tmp_path, images):
+    config = make_config("cpu", **TINY)
+    train(config, tmp_path / "run", images)
+    with pytest.raises(ConfigError, match="another training config"):
+        train(replace(config, lr=1.0), tmp_path / "run", images, resume=True)
+    assert resume_config(tmp_path / "run", epochs=3).epochs == 3
+    assert train(resume_config(tmp_path / "run", epochs=2), tmp_path / "run", images, resume=True).steps == 8
+
+
+@pytest.mark.parametrize("line", ['{"split": "train", "step": 1}', "[1, 2, 3]", "not json"])
+def test_read_log_rejects_lines_that_are_not_loss_records(tmp_path, line):
+    good = {"split": "train", "step": 1, "total": 1.0, "inv": 0.1, "var": 0.5, "cov": 0.2}
+    (tmp_path / "log.jsonl").write_text(json.dumps(good) + "\n" + line + "\n")
+    with pytest.raises(ConfigError, match="log.jsonl: line 2 is not"):
+        read_log(tmp_path)
+    with pytest.raises(ConfigError, match="no training log"):
+        read_log(tmp_path / "elsewhere")
+
+
+def test_presets_and_validation():
+    cpu, gpu = make_config("cpu"), make_config("gpu")
+    assert (cpu.encoder, cpu.optimizer) == ("small", "adam")
+    assert (gpu.encoder, gpu.optimizer, gpu.amp) == ("resnet18", "lars", True)
+    assert make_config("cpu", lr=0.5).lr == 0.5
+    assert TrainConfig().lr == 3e-4 and TrainConfig().optimizer == "adam"
+    for bad, message in [
+        (dict(preset="tpu"), "unknown preset"),
+        (dict(optimizer="sgd"), "optimizer 'sgd'"),
+        (dict(batch_size=1), "batch size 1"),
+        (dict(encoder="vit"), "encoder 'vit'"),
+        (dict(subset=1), "subset 1"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            make_config(**bad)
+
+
+def test_learning_rate_warmup_then_cosine_to_a_thousandth():
+    config = TrainConfig(lr=1.0, epochs=10, warmup_epochs=1, schedule="cosine", optimizer="lars", batch_size=512)
+    rates = [learning_rate(config, step, 10) for step in range(100)]
+    assert rates[0] == pytest.approx(0.2) and rates[9] == pytest.approx(2.0)  # LARS: lr x 512 / 256
+    assert max(rates) == pytest.approx(2.0) and rates[-1] == pytest.approx(2.0 * 1e-3, rel=0.05)
+    assert all(a >= b for a, b in zip(rates[9:], rates[10:]))
+    assert learning_rate(replace(config, schedule="constant", optimizer="adam"), 50, 10) == 1.0
