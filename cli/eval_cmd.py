@@ -246,21 +246,15 @@ def cluster(
     json_out: JsonOption = False,
 ) -> None:
     """k-means clusters vs classes: silhouette, ARI, NMI; a map coloured by cluster beside one by class."""
-    from embedkit.cluster import centroids_2d, cluster_store
-    from embedkit.maps import map_store
-    from embedkit.plots import plot_clusters
+    from embedkit.cluster import draw_clusters
 
-    results, panels, class_names = [], [], ()
-    for path in _stores(stores, workspace):
-        with _status(f"k-means and {map_method} map of {path.stem} {group}", json_out):
-            result = cluster_store(path, group, k, seed=seed)
-            group_map = map_store(path, group, map_method, max_points=max_points, seed=seed)
-        clusters = result.assignments[group_map.rows]
-        panels.append((path.stem, group_map.xy, clusters, group_map.labels, centroids_2d(group_map.xy, clusters, k)))
-        results.append({"name": path.stem, "store": str(path), **result.to_dict()})
-        class_names = class_names or group_map.class_names
+    paths = _stores(stores, workspace)
     out_path = _out_dir(out, workspace, "cluster") / f"clusters-{_slug(group)}-k{k}.png"
-    figure = plot_clusters(panels, class_names, out_path, title=f"{group}: k-means, k={k}")
+    with _status(f"k-means and {map_method} maps of {group}", json_out):
+        clustered, figure = draw_clusters(paths, group, k, out_path, map_method=map_method, max_points=max_points,
+                                          seed=seed)
+    results = [{"name": name, "store": str(path), **result.to_dict()}
+               for (name, result), path in zip(clustered, paths)]
     if json_out:
         print_json({"group": group, "k": k, "figure": str(figure), "stores": results})
         return

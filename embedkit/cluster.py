@@ -107,3 +107,24 @@ def cluster_store(store_path: Path | str, group: str, k: int, *, seed: int = 0) 
         return cluster_embeddings(data.embeddings, k, data.labels, seed=seed)
     except ConfigError as exc:
         raise ConfigError(f"{store_path}: group '{group}': {exc}") from None
+
+
+def draw_clusters(stores: list[Path], group: str, k: int, out_path: Path, *, map_method: str = "tsne",
+                  max_points: int = 10_000, seed: int = 0) -> tuple[list[tuple[str, ClusterResult]], Path]:
+    """Cluster `group` of each store and draw its 2-D map coloured by cluster beside one coloured by class.
+
+    Returns [(store name, ClusterResult)] and the figure's path; one figure row per store.
+    """
+    from embedkit.maps import map_store
+    from embedkit.plots import plot_clusters
+
+    results, panels, class_names = [], [], ()
+    for path in stores:
+        result = cluster_store(path, group, k, seed=seed)
+        group_map = map_store(path, group, map_method, max_points=max_points, seed=seed)
+        clusters = result.assignments[group_map.rows]
+        panels.append((group_map.name, group_map.xy, clusters, group_map.labels, centroids_2d(group_map.xy, clusters, k)))
+        results.append((group_map.name, result))
+        class_names = class_names or group_map.class_names
+    figure = plot_clusters(panels, class_names, out_path, title=f"{group}: k-means, k={k}")
+    return results, figure
