@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export EMBEDKIT_DATA ?= $(abspath ../shared/data)
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast bench bench-quick clean
 
 $(BIN)/embedkit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not realdata"
 
 bench: setup
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/run_all.py
+
+bench-quick: setup
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) embedkit-work .pytest_cache
