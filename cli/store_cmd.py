@@ -126,7 +126,7 @@ def _parse_ids(text: str | None) -> list[int] | None:
 @app.command("neighbors")
 def neighbors(
     store: StoreArgument = None,
-    group: GroupOption = ...,
+    group: GroupOption = "cifar10/train",
     k: Annotated[int, typer.Option("--k", "-k", help="Neighbours per query.")] = 5,
     farthest: Annotated[bool, typer.Option("--farthest", help="The k farthest rows instead (exact).")] = False,
     query_group: Annotated[
@@ -190,7 +190,7 @@ def _print_neighbors(result, limit: int) -> None:
 @app.command("pairs")
 def pairs(
     store: StoreArgument = None,
-    group: GroupOption = ...,
+    group: GroupOption = "cifar10/train",
     k: Annotated[int, typer.Option("--k", "-k", help="Nearest neighbours per row.")] = 3,
     out: Annotated[Path, typer.Option("--out", help="Pairs file to write (HDF5, atomic).")] = ...,
     metric: MetricOption = "l2",
