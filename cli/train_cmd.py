@@ -106,6 +106,21 @@ def train_command(
     subset: _opt(int, "--subset", "Train on N random train images (quick runs).") = None,
     dataset: _opt(str, "--dataset", "cifar10, or an image folder with train/ (and test/) class folders "
                   "\\[cifar10].") = None,
+    positives: _opt(Path, "--positives", "Neighbour positives: a pairs file from `embedkit pairs` on another model's "
+                    "store of the train split; each image's positive is a random one of its k neighbours instead of "
+                    "an augmented view (no augmentation unless --augment-positives).") = None,
+    augment_positives: Annotated[bool, typer.Option("--augment-positives", help="With --positives: give the image "
+                                                    "and its neighbour the VICReg augmentations too.")] = False,
+    latent: Annotated[bool, typer.Option("--latent", help="Latent optimization instead of VICReg: NO encoder, one "
+                                         "free vector per image fitted with the VICReg loss over kNN pairs of "
+                                         "--source-store; it fits cifar10 TRAIN AND TEST images together (it can "
+                                         "only represent images it was fitted on) and writes both groups to --out. "
+                                         "Uses --epochs, --batch-size, --lr, --lam, --mu, --nu, --seed.")] = False,
+    source_store: _opt(Path, "--source-store", "With --latent: store with cifar10/train and cifar10/test of another "
+                       "model, whose kNN pairs are the positives \\[the workspace's store.h5].") = None,
+    out: _opt(Path, "--out", "With --latent: store to write cifar10/train and cifar10/test to (overwritten) "
+              "\\[<workspace>/latent.h5].") = None,
+    k: _opt(int, "--k", "With --latent: neighbours per image; the positive is one of them \\[3].") = None,
     run_dir: _opt(Path, "--run-dir", "Run folder \\[a new runs/vicreg-<preset> in the workspace; with --resume, "
                   "the latest run].") = None,
     resume: ResumeOption = False,
@@ -114,12 +129,24 @@ def train_command(
     data_root: DataRootOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Train a VICReg encoder; checkpoint every epoch to RUN/last.pt, loss terms per batch to RUN/log.jsonl."""
+    """Train a VICReg encoder; checkpoint every epoch to RUN/last.pt, loss terms per batch to RUN/log.jsonl.
+
+    Ablations: --mu 0 (no variance term), --positives PAIRS (neighbour positives), --latent (no encoder: free
+    vectors for the train and test images, fitted together).
+    """
     from embedkit.train import make_config, resume_config, train
 
     options = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                    warmup_epochs=warmup_epochs, schedule=schedule, lam=lam, mu=mu, nu=nu, encoder=encoder,
-                   seed=seed, subset=subset, dataset=dataset)
+                   seed=seed, subset=subset, dataset=dataset, positives=positives,
+                   augment_positives=augment_positives or None)
+    latent_only = dict(source_store=source_store, out=out, k=k)
+    if latent:
+        _fit_latent(options, source_store, out, k, resume or run_dir is not None, device, workspace, json_out)
+        return
+    if any(v is not None for v in latent_only.values()):
+        name = next(key for key, v in latent_only.items() if v is not None)
+        raise ConfigError(f"--{name.replace('_', '-')} only applies with --latent")
     if resume:
         changed = sorted(k for k, v in options.items() if v is not None and k != "epochs")
         if changed:
@@ -145,6 +172,33 @@ def train_command(
                           highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     _show_train_result(result, config, json_out)
+
+
+def _fit_latent(options: dict, source_store, out, k, run_options: bool, device: str, workspace, json_out) -> None:
+    """`train --latent`: fit free vectors for cifar10 train and test on a source store's kNN pairs."""
+    from embedkit.latent import LatentConfig, fit_latent_to_store
+    from embedkit.workspace import Workspace
+
+    allowed = {"epochs", "batch_size", "lr", "lam", "mu", "nu", "seed"}
+    other = sorted(key for key, v in options.items() if v is not None and key not in allowed)
+    if other or run_options:
+        name = other[0].replace("_", "-") if other else "resume/--run-dir"
+        raise ConfigError(f"--latent has no encoder or run folder; drop --{name}")
+    values = {key: v for key, v in {**options, "k": k}.items() if v is not None and key in allowed | {"k"}}
+    config = LatentConfig(**values)
+    ws = Workspace.at(workspace)
+    source = source_store if source_store is not None else ws.default_store
+    target = out if out is not None else ws.root / "latent.h5"
+    with _progress("latent optimization", "steps") as bar:
+        run = fit_latent_to_store(source, target, config, device=device, on_progress=bar)
+    if json_out:
+        print_json(run.to_json())
+        return
+    first, final = run.epoch_terms[0], run.epoch_terms[-1]
+    console.print(f"wrote cifar10/train ({run.n_train}) and cifar10/test ({run.n_test}) to {run.store}; "
+                  f"{config.epochs} epochs in {run.seconds:.1f} s; loss {first['total']:.3f} -> {final['total']:.3f} "
+                  f"(inv {final['inv']:.3f}, var {final['var']:.3f}, cov {final['cov']:.3f})",
+                  highlight=False, soft_wrap=True)
 
 
 def _show_train_result(result, config, json_out: bool) -> None:

@@ -90,11 +90,13 @@ def train(
     validate_config(config)
     run_dir = Path(run_dir)
     torch_device = pick_device(device)
-    source = make_pair_source(config, _train_rows(config, train_images), torch_device)
+    images = _images_of(train_images)
+    source = make_pair_source(config, images, torch_device, anchor_rows=_train_rows(config, images))
     test_source = None
     if test_images is not None and config.test_images > 0:
+        # Test images have no neighbour pairs: their logged terms are always on two augmented views.
         test_sample = _sample(_images_of(test_images), config.test_images, config.seed)
-        test_source = make_pair_source(config, test_sample, torch_device)
+        test_source = AugmentedPairs(test_sample, config.views, torch_device)
     session = _new_session(config, torch_device)
     if resume:
         _restore(session, config, run_dir / CHECKPOINT_NAME)
@@ -203,9 +205,25 @@ class _Loop:
         save_checkpoint(self.checkpoint, payload)
 
 
-def make_pair_source(config: TrainConfig, images: np.ndarray, device: torch.device) -> PairSource:
-    """The source of the two views of each training example (augmented views of the same image, for now)."""
-    return AugmentedPairs(images, config.views, device)
+def make_pair_source(config: TrainConfig, images: np.ndarray, device: torch.device, *,
+                     anchor_rows: np.ndarray | None = None) -> PairSource:
+    """The source of the two inputs of each training example.
+
+    images: (N, H, W, 3) uint8, the train split; anchor_rows: the rows trained on (None: all of them).
+    Plain VICReg: two augmented views of each image. With `config.positives`: the image and one of its k nearest
+    neighbours in the pairs file (which may lie outside `anchor_rows`), augmented only with `augment_positives`.
+    """
+    if config.positives is None:
+        return AugmentedPairs(images if anchor_rows is None else images[anchor_rows], config.views, device)
+    from embedkit.positives import NeighbourPairs, read_neighbour_table
+    from embedkit.train_config import pairs_digest
+
+    if config.positives_sha256 is not None and pairs_digest(config.positives) != config.positives_sha256:
+        raise ConfigError(f"{config.positives}: pairs file changed since the run was configured "
+                          f"(expected {config.positives_sha256})")
+    table = read_neighbour_table(config.positives, len(images))
+    return NeighbourPairs(images, table, config.views, device, anchor_rows=anchor_rows,
+                          augment=config.augment_positives)
 
 
 def _images_of(images) -> np.ndarray:
@@ -215,22 +233,27 @@ def _images_of(images) -> np.ndarray:
     return to_rgb32(getattr(images, "images", images))
 
 
-def _train_rows(config: TrainConfig, images) -> np.ndarray:
-    """The training images, or a seeded random subset of `config.subset` of them."""
-    images = _images_of(images)
+def _train_rows(config: TrainConfig, images: np.ndarray) -> np.ndarray | None:
+    """Rows of the training images trained on: None for all, or a seeded sorted subset of `config.subset`."""
     if len(images) < 2:
         raise ConfigError(f"{len(images)} training image(s): VICReg needs at least 2")
-    return _sample(images, config.subset, config.seed)
+    return _subset_rows(len(images), config.subset, config.seed)
 
 
-def _sample(images: np.ndarray, n: int | None, seed: int) -> np.ndarray:
-    """`n` images drawn without replacement with `seed`, in their original order (all of them if n is None or more).
+def _subset_rows(n: int, size: int | None, seed: int) -> np.ndarray | None:
+    """`size` of `n` rows drawn without replacement with `seed`, sorted (None if size is None or >= n).
 
     Splits stored class by class make a plain `images[:n]` a sample of a few classes only.
     """
-    if n is None or n >= len(images):
-        return images
-    return images[np.sort(np.random.default_rng(seed).choice(len(images), n, replace=False))]
+    if size is None or size >= n:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def _sample(images: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """`n` images drawn without replacement with `seed`, in their original order (all of them if n is None or more)."""
+    rows = _subset_rows(len(images), n, seed)
+    return images if rows is None else images[rows]
 
 
 def _epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:

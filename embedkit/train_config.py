@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 from embedkit.augment import ViewConfig
 from embedkit.errors import ConfigError
@@ -34,6 +35,9 @@ class TrainConfig:
     subset: int | None = None  # train on this many images of the train split, drawn with `seed`
     test_images: int = 2048  # test-split images whose loss terms are logged each epoch (0: none)
     amp: bool = False  # bf16 autocast, on CUDA only
+    positives: str | None = None  # pairs file (`embedkit pairs`): positives are neighbours, not views of the image
+    positives_sha256: str | None = None  # `sha256:<hex>` of that file, set by make_config; checked when training
+    augment_positives: bool = False  # with `positives`: give anchors and neighbours the VICReg views too
     views: ViewConfig = field(default_factory=ViewConfig)
 
     def to_dict(self) -> dict:
@@ -70,7 +74,20 @@ def make_config(preset: str = "auto", **overrides) -> TrainConfig:
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r} (presets: auto, {', '.join(PRESETS)})")
     values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    if values.get("positives") is not None:
+        values["positives"] = str(values["positives"])
+        values.setdefault("positives_sha256", pairs_digest(values["positives"]))
     return validate_config(TrainConfig(preset=preset, **values))
+
+
+def pairs_digest(path: str) -> str:
+    """`sha256:<hex>` of a pairs file; ConfigError naming it if it is missing."""
+    from embedkit.models import file_digest
+
+    try:
+        return file_digest(Path(path))
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(f"{path}: pairs file not found (make one with `embedkit pairs`)") from None
 
 
 def validate_config(config: TrainConfig) -> TrainConfig:
@@ -85,6 +102,7 @@ def validate_config(config: TrainConfig) -> TrainConfig:
         (config.dim >= 1, f"dim {config.dim}: must be positive"),
         (config.subset is None or config.subset >= 2, f"subset {config.subset}: must be at least 2 images"),
         (min(config.lam, config.mu, config.nu) >= 0, "loss weights lam, mu, nu must be non-negative"),
+        (config.positives is not None or not config.augment_positives, "augment_positives needs a positives file"),
     ]
     for ok, message in checks:
         if not ok:
