@@ -31,9 +31,10 @@ class _FriendlyGroup(TyperGroup):
             return super().invoke(ctx)
         except EmbedkitError as exc:
             raise fail(str(exc)) from None
-        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        except OSError as exc:  # a missing, unwritable or occupied path (file exists, disk full, read-only)
             where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-            raise fail(f"{exc.strerror or exc}{where}") from None
+            text = exc.strerror or str(exc).strip() or type(exc).__name__
+            raise fail(f"{text.splitlines()[0]}{where}") from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: nothing half-written was kept")
             raise typer.Exit(130) from None

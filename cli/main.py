@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from cli import data_cmd, eval_cmd, store_cmd, train_cmd  # noqa: F401 - importing registers the commands
+from cli import (  # noqa: F401 - importing a command module registers its commands
+    baseline_cmd,
+    data_cmd,
+    eval_cmd,
+    store_cmd,
+    study_cmd,
+    train_cmd,
+)
 from cli.app import app
 
 

@@ -31,6 +31,12 @@ th:first-child,td:first-child{text-align:left}figure{display:inline-block;margin
 figure img{max-width:560px;border:1px solid #eee}figcaption{font-size:.85em;color:#555}
 pre{background:#f6f6f6;padding:.6em;overflow:auto;font-size:.8em}
 """
+# Marks on <body> how many images the browser actually loaded, so a headless browser can check the page.
+_IMAGE_CHECK = (
+    "<script>window.addEventListener('load',()=>{const i=[...document.images];"
+    "document.body.dataset.images=i.length;"
+    "document.body.dataset.loaded=i.filter(x=>x.complete&&x.naturalWidth>0).length;});</script>"
+)
 
 
 def _fmt(value) -> str:
@@ -103,7 +109,7 @@ def write_report(out_dir: Path, results: dict, figures: dict[str, list[Path]]) -
         f"<!doctype html><html><head><meta charset='utf-8'><title>embedkit study</title><style>{_STYLE}</style>"
         f"</head><body><h1>embedkit study ({html.escape(str(env.get('preset', '')))})</h1>"
         f"<p>{html.escape(json.dumps(env))}</p><h2>Results</h2>{_results_table(results.get('models', {}))}"
-        f"{''.join(sections)}{_stages_table(results.get('stages', {}))}</body></html>"
+        f"{''.join(sections)}{_stages_table(results.get('stages', {}))}{_IMAGE_CHECK}</body></html>"
     )
     _write_atomic(out_dir / "results.json", json.dumps({**results, "figures": linked}, indent=2, default=str))
     page_path = out_dir / "index.html"

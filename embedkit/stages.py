@@ -26,6 +26,7 @@ class Stage:
     run: Callable[[], dict]
     outputs: tuple[Path, ...] = ()
     after: tuple[str, ...] = ()
+    always: bool = False  # cheap stages that summarise this run (a report) run every time
 
 
 @dataclass
@@ -79,7 +80,7 @@ class StageRunner:
         keys: dict[str, str] = {}
         for stage in stages:
             key = keys[stage.name] = stage_key(stage, keys)
-            record = self._load(stage, key)
+            record = None if stage.always else self._load(stage, key)
             if record is not None:
                 self.records[stage.name] = record
                 self.on_event("skipped", stage, record)

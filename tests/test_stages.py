@@ -58,3 +58,11 @@ def test_interrupted_stage_restarts_cleanly(tmp_path):
     assert not (tmp_path / "state" / "b.json").exists()
     StageRunner(tmp_path / "state").run(_stages(tmp_path, calls))
     assert calls == ["a", "b", "b"], "a finished and is skipped; the interrupted b runs again"
+
+
+def test_always_stage_runs_every_time(tmp_path):
+    calls: list[str] = []
+    report = Stage("report", "R", {}, lambda: calls.append("r") or {}, always=True)
+    StageRunner(tmp_path / "state").run([report])
+    StageRunner(tmp_path / "state").run([report])
+    assert calls == ["r", "r"]

@@ -1,0 +1,138 @@
+"""`embedkit study` (the whole study and its report) and `embedkit compare` (the results table of stores)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cli.app import app, console, err_console, print_json
+from cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption
+
+
+class _StageDisplay:
+    """A Rich live view on stderr: the stage list with done/skipped marks, the current stage's bar, elapsed time."""
+
+    def __init__(self, titles: list[tuple[str, str]]):
+        from rich.live import Live
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import TimeRemainingColumn
+
+        self.titles = titles
+        self.marks = {name: "[dim]·[/] waiting" for name, _ in titles}
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=err_console)
+        self.task = None
+        self.live = Live(self._render(), console=err_console, refresh_per_second=4, transient=False)
+        self.started = time.perf_counter()
+
+    def _render(self):
+        from rich.console import Group
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 2))
+        for name, title in self.titles:
+            table.add_row(self.marks[name], title)
+        return Group(table, self.progress)
+
+    def on_event(self, event: str, stage, record) -> None:
+        if event == "started":
+            self.marks[stage.name] = "[yellow]▶[/] running"
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self.task = self.progress.add_task(stage.title, total=None)
+        elif event == "finished":
+            self.marks[stage.name] = f"[green]✓[/] {record.seconds:,.0f} s"
+        else:
+            self.marks[stage.name] = "[cyan]↷[/] done before"
+        self.live.update(self._render())
+
+    def on_progress(self, done: int, total: int) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, completed=done, total=total)
+
+
+@app.command("study")
+def study(
+    preset: Annotated[str, typer.Option("--preset", help="auto (gpu if CUDA is available, else cpu), cpu (all of "
+                                        "CIFAR-10 within about an hour on 2 cores) or gpu (ResNet-18).")] = "auto",
+    smoke: Annotated[bool, typer.Option("--smoke", help="The same stages on a few hundred training images, "
+                                        "1 epoch each: a quick check that everything runs.")] = False,
+    device: DeviceOption = "auto",
+    workspace: WorkspaceOption = None,
+    data_root: DataRootOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Run the whole study (train VICReg and its ablations, baselines, every evaluation) and write the HTML report.
+
+    Resumable: a finished stage is skipped on rerun when its config is unchanged; an interrupted one restarts.
+    Writes <workspace>/study/report/index.html and results.json.
+    """
+    from embedkit.study import StudyPaths, make_plan, run_study
+    from embedkit.study_stages import build_stages
+    from embedkit.workspace import Workspace
+
+    plan = make_plan(preset, smoke)
+    paths = StudyPaths(Workspace.at(workspace).root / "study")
+    titles = [(s.name, s.title) for s in build_stages(plan, paths, data_root=data_root, device=device,
+                                                        on_progress=None, records={})]
+    display = _StageDisplay(titles)
+    with display.live:
+        page = run_study(plan, workspace=workspace, data_root=data_root, device=device,
+                         on_event=display.on_event, on_progress=display.on_progress)
+    import json
+
+    results_path = page.parent / "results.json"
+    models = json.loads(results_path.read_text())["models"]
+    if json_out:
+        print_json({"report": str(page), "results": str(results_path), "models": models})
+        return
+    _print_models(models)
+    console.print(f"report -> {page}")
+
+
+def _print_models(models: dict[str, dict]) -> None:
+    from rich.table import Table
+
+    from embedkit.report import REFERENCE_PROBE, TABLE_COLUMNS
+
+    table = Table(title="embedkit study")
+    table.add_column("model")
+    for _, label in TABLE_COLUMNS:
+        table.add_column(label, justify="right")
+    table.add_column("reference probe", justify="right")
+    for name, metrics in models.items():
+        cells = ["-" if metrics.get(key) is None else f"{metrics[key]:.3f}" for key, _ in TABLE_COLUMNS]
+        table.add_row(name, *cells, REFERENCE_PROBE.get(name, "-"))
+    console.print(table)
+
+
+@app.command("compare")
+def compare(
+    stores: Annotated[list[Path], typer.Argument(help="Stores to compare, one row each, named by file stem.")],
+    k_anomaly: Annotated[int, typer.Option("--k-anomaly", help="k of the kNN anomaly score.")] = 2,
+    k_cluster: Annotated[int, typer.Option("--k-cluster", help="k-means clusters.")] = 10,
+    data_root: DataRootOption = None,
+    device: DeviceOption = "auto",
+    json_out: JsonOption = False,
+) -> None:
+    """One table, a row per store: linear probe, kNN accuracy, effective rank, ROC-AUC vs MNIST, silhouette.
+
+    Reads groups cifar10/train, cifar10/test and (for ROC-AUC, when present) mnist/test.
+    """
+    from dataclasses import replace
+
+    from embedkit.study import PLANS
+    from embedkit.study_stages import evaluate_store
+
+    plan = replace(PLANS["cpu"], anomaly_k=k_anomaly, cluster_k=k_cluster)
+    models = {}
+    for path in stores:
+        with err_console.status(f"evaluating {path.stem}"):
+            models[path.stem] = evaluate_store(path, plan, data_root, device)
+    if json_out:
+        print_json({"models": models})
+        return
+    _print_models(models)
