@@ -79,9 +79,13 @@ def study(
     titles = [(s.name, s.title) for s in build_stages(plan, paths, data_root=data_root, device=device,
                                                         on_progress=None, records={})]
     display = _StageDisplay(titles)
-    with display.live:
-        page = run_study(plan, workspace=workspace, data_root=data_root, device=device,
-                         on_event=display.on_event, on_progress=display.on_progress)
+    try:
+        with display.live:
+            page = run_study(plan, workspace=workspace, data_root=data_root, device=device,
+                             on_event=display.on_event, on_progress=display.on_progress)
+    except BaseException:
+        err_console.print()  # the error line starts below the live display, not glued to its last line
+        raise
     import json
 
     results_path = page.parent / "results.json"

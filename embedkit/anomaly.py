@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from embedkit.errors import ConfigError, StoreError
+from embedkit.errors import ConfigError, StoreError, about
 
 ProgressFn = Callable[[int, int], None]
 
@@ -108,7 +108,8 @@ def anomaly_store(store_path: Path | str, ood: str, k: int, *, reference_group: 
     store = open_store(store_path)
     with store.snapshot():
         reference, normal, outlier = (store.read(g) for g in (reference_group, normal_group, ood_group))
-    result = detect_anomalies(reference.embeddings, normal.embeddings, outlier.embeddings, k)
+    with about(store_path, f"{reference_group}' -> '{normal_group}', '{ood_group}"):
+        result = detect_anomalies(reference.embeddings, normal.embeddings, outlier.embeddings, k)
     groups = (normal_group,) * len(normal.ids) + (ood_group,) * len(outlier.ids)
     return StoreAnomaly(name=store_path.stem, store_path=store_path, reference_group=reference_group,
                         normal_group=normal_group, ood_group=ood_group, result=result, groups=groups,

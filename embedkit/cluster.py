@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedkit.errors import ConfigError
+from embedkit.errors import ConfigError, about
 
 SILHOUETTE_MAX_POINTS = 10_000
 KMEANS_N_INIT = 4
@@ -103,10 +103,8 @@ def cluster_store(store_path: Path | str, group: str, k: int, *, seed: int = 0) 
     from embedkit.store import open_store
 
     data = open_store(store_path).read(group)
-    try:
+    with about(store_path, group):
         return cluster_embeddings(data.embeddings, k, data.labels, seed=seed)
-    except ConfigError as exc:
-        raise ConfigError(f"{store_path}: group '{group}': {exc}") from None
 
 
 def draw_clusters(stores: list[Path], group: str, k: int, out_path: Path, *, map_method: str = "tsne",

@@ -1,5 +1,10 @@
 """Typed errors: the library raises these, the CLI turns each into one red line and exit code 1."""
 
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
 
 class EmbedkitError(Exception):
     """Base class for every error a user can cause and fix (bad input, missing data, wrong k)."""
@@ -23,3 +28,15 @@ class CheckpointError(EmbedkitError):
 
 class ConfigError(EmbedkitError):
     """An option value or combination of options is invalid."""
+
+
+@contextmanager
+def about(store_path, group: str) -> Iterator[None]:
+    """Prefix an embedkit error raised inside with the store and group it concerns, unless it names them already."""
+    try:
+        yield
+    except EmbedkitError as exc:
+        message = str(exc)
+        if str(store_path) in message:
+            raise
+        raise type(exc)(f"{store_path}: group '{group}': {message}") from None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedkit.errors import ConfigError
+from embedkit.errors import ConfigError, about
 
 METHODS = ("pca", "tsne")
 MAP_MAX_POINTS = 10_000
@@ -79,7 +79,8 @@ def map_store(store_path: Path | str, group: str, method: str = "pca", *, max_po
 
     data = open_store(store_path).read(group)
     rows = sample_rows(len(data.ids), max_points, seed)
-    xy = project_2d(data.embeddings[rows], method, seed=seed)
+    with about(store_path, group):
+        xy = project_2d(data.embeddings[rows], method, seed=seed)
     return GroupMap(name=Path(store_path).stem, group=group, method=method, n_total=len(data.ids), rows=rows,
                     xy=xy, labels=data.labels[rows], class_names=class_names_of(data.attrs))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedkit.errors import DataError, SearchError, StoreError
+from embedkit.errors import DataError, SearchError, StoreError, about
 
 
 def pick_queries(labels: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
@@ -80,8 +80,9 @@ def retrieve_store(store_path: Path | str, group: str, k: int, *, per_class: int
         query_rows = pick_queries(data.labels, per_class, seed)
     else:
         query_rows = _rows_of(data.ids, query_ids, f"{store_path}: group '{group}'")
-    near_d, near = neighbours_of_rows(data.embeddings, query_rows, k)
-    far_d, far = neighbours_of_rows(data.embeddings, query_rows, k, farthest=True)
+    with about(store_path, group):
+        near_d, near = neighbours_of_rows(data.embeddings, query_rows, k)
+        far_d, far = neighbours_of_rows(data.embeddings, query_rows, k, farthest=True)
     return Retrieval(name=Path(store_path).stem, group=group, k=k, query_ids=data.ids[query_rows],
                      query_labels=data.labels[query_rows], nearest_ids=data.ids[near],
                      nearest_labels=data.labels[near], nearest_distances=near_d, farthest_ids=data.ids[far],

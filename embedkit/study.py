@@ -43,7 +43,7 @@ class StudyPlan:
 # cpu: all of it within an hour on two cores: VICReg gets the most epochs; each ablation gets enough to show its
 # effect. smoke: the same stages on a few hundred images, for tests and a first look.
 PLANS = {
-    "cpu": StudyPlan("cpu", "cpu", vicreg_epochs=5, ablation_epochs=2, latent_epochs=30, train_subset=None,
+    "cpu": StudyPlan("cpu", "cpu", vicreg_epochs=4, ablation_epochs=2, latent_epochs=30, train_subset=None,
                      test_images=2048, laplacian_pca=128, tsne_points=2000),
     "gpu": StudyPlan("gpu", "gpu", vicreg_epochs=200, ablation_epochs=100, latent_epochs=200, train_subset=None,
                      test_images=2048, laplacian_pca=128, tsne_points=10000),
@@ -100,6 +100,10 @@ def run_study(plan: StudyPlan, *, workspace: Path | None = None, data_root: Path
     """Run (or resume) every stage of the study; return the path of `report/index.html`."""
     from embedkit.study_stages import build_stages
 
+    from embedkit.data import load_images
+
+    for dataset, split in (("cifar10", "train"), ("cifar10", "test"), ("mnist", "test")):
+        load_images(dataset, split, data_root)  # fail before writing anything; decodes into the cache once
     paths = StudyPaths(Workspace.at(workspace).root / "study")
     for folder in (paths.root / "runs", paths.root / "stores", paths.root / "pairs", paths.figures):
         folder.mkdir(parents=True, exist_ok=True)
