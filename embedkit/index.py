@@ -20,18 +20,22 @@ from embedkit.atomic import atomic_path
 from embedkit.errors import SearchError, StoreError
 from embedkit.search import (
     ProgressFn,
-    load_faiss,
     build_index,
     check_options,
     check_query,
     index_name,
+    is_whole_self_join,
     knn,
+    load_faiss,
     prepare,
     search_index,
+    self_knn,
 )
 from embedkit.store import GroupData, open_store
+from embedkit.store_schema import h5_errors
 
 PERSISTED_KINDS = ("hnsw", "ivf")  # flat is rebuilt from the store in memory: faster than reading a copy
+SELF_JOIN_STATUS = "none needed (exact self-join)"  # every row of a group against the group itself
 
 __all__ = [
     "GroupIndex", "NeighborResult", "describe_store", "knn", "list_index_files", "make_pairs", "neighbors",
@@ -180,7 +184,9 @@ def neighbors(store_path: Path | str, group: str, k: int, *, farthest: bool = Fa
     """The k nearest (or farthest) rows of `group` for queries from `query_group` (default: `group` itself).
 
     `query_ids` picks query rows by their `ids` value; by default every row is a query. When the queries come
-    from the indexed group, no row is its own neighbour.
+    from the indexed group, no row is its own neighbour. Every check (k, sizes, dimensions, an empty group) runs
+    before an index is built or any file written; every row of a group against itself with the exact (flat)
+    index is a self-join that needs no index at all (`embedkit.self_join`).
     """
     check_options(metric, index_kind, farthest)
     store_path, query_group = Path(store_path), query_group or group
@@ -193,12 +199,18 @@ def neighbors(store_path: Path | str, group: str, k: int, *, farthest: bool = Fa
     if queries.shape[1] != ref.embeddings.shape[1]:
         raise SearchError(f"dimension mismatch: query group '{query_group}' has D={queries.shape[1]}, "
                           f"group '{group}' of {store_path} has D={ref.embeddings.shape[1]}")
-    if k < 1:  # before building an index for nothing
-        raise SearchError(f"k={k}: k must be at least 1")
-    searcher = open_group_index(store_path, group, metric=metric, kind=index_kind, farthest=farthest, data=ref)
     self_rows = q_rows if query_group == group else None
-    distances, rows = searcher.search(queries, k, self_rows=self_rows, on_progress=on_progress)
-    return NeighborResult(group, query_group, k, farthest, metric, index_kind, searcher.status, qdata.ids[q_rows],
+    check_query(len(ref.ids), ref.embeddings.shape[1], queries, k, exclude_self=self_rows is not None,
+                where=f"group '{group}' of {store_path}")
+    if index_kind == "flat" and is_whole_self_join(self_rows, len(ref.ids), len(queries)):
+        distances, rows = self_knn(prepare(ref.embeddings, metric), k, farthest=farthest, metric=metric,
+                                   on_progress=on_progress)
+        status = SELF_JOIN_STATUS
+    else:
+        searcher = open_group_index(store_path, group, metric=metric, kind=index_kind, farthest=farthest, data=ref)
+        distances, rows = searcher.search(queries, k, self_rows=self_rows, on_progress=on_progress)
+        status = searcher.status
+    return NeighborResult(group, query_group, k, farthest, metric, index_kind, status, qdata.ids[q_rows],
                           qdata.labels[q_rows], ref.ids[rows], rows, ref.labels[rows], distances,
                           ref.content_id, tuple(ref.attrs.get("class_names", ())))
 
@@ -236,7 +248,8 @@ def make_pairs(store_path: Path | str, group: str, k: int, out_path: Path | str,
     if out_path.exists() and out_path.resolve() == store_path.resolve():
         raise StoreError(f"{out_path}: is the store itself; choose another output file")
     result = neighbors(store_path, group, k, metric=metric, on_progress=on_progress)
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w", locking=False) as out:
+    with h5_errors(out_path, "cannot write the pairs file"), atomic_path(out_path) as tmp, \
+            h5py.File(tmp, "w", locking=False) as out:
         out["ids"], out["neighbor_ids"] = result.query_ids, result.ids
         out["neighbor_rows"], out["distances"] = result.rows, result.distances
         out.attrs.update({"store": str(store_path.resolve()), "group": group, "k": k, "metric": metric,
@@ -275,7 +288,8 @@ def save_neighbors(result: NeighborResult, path: Path | str) -> Path:
             with open(tmp, "wb") as handle:
                 np.savez(handle, **arrays)
         else:
-            _write_h5(tmp, arrays, result)
+            with h5_errors(path, "cannot write"):
+                _write_h5(tmp, arrays, result)
     return path
 
 

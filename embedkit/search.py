@@ -8,6 +8,9 @@ Rows are then sorted by that distance (ties by row), so float error in FAISS sco
 Farthest search is exact and runs at nearest-search speed through an inner-product index:
 argmax_x ||q - x||^2 = argmax_x (|x|^2 - 2 q.x) = argmax_x <[q, 1], [-2x, |x|^2]>.
 For cosine, the farthest x maximises <-q, x> on unit vectors.
+
+Every row against all the others (a self-join: `knn(x, x, k, exclude_self=True)`, `pairs`) needs no FAISS index:
+`embedkit.self_join` does it exactly with half the arithmetic of a flat search.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from embedkit.errors import SearchError
+from embedkit.self_join import self_join_rows
 
 METRICS = ("l2", "cosine")
 INDEX_KINDS = ("flat", "hnsw", "ivf")
@@ -133,6 +137,8 @@ def search_index(index, kind: str, reference: np.ndarray, queries: np.ndarray, k
     `self_rows` (Q,): each query's own row in reference, never returned as its neighbour.
     Returns (distances (Q, k) float32, rows (Q, k) int64), nearest first (farthest first with `farthest`).
     """
+    if kind == "flat" and is_whole_self_join(self_rows, len(reference), len(queries)):
+        return self_knn(reference, k, farthest=farthest, metric=metric, on_progress=on_progress)
     _configure(index, kind)
     q_total = len(queries)
     distances = np.empty((q_total, k), np.float32)
@@ -150,6 +156,23 @@ def search_index(index, kind: str, reference: np.ndarray, queries: np.ndarray, k
         if on_progress is not None:
             on_progress(stop, q_total)
     return distances, rows
+
+
+def is_whole_self_join(self_rows: np.ndarray | None, n_reference: int, n_queries: int) -> bool:
+    """True when the queries are every reference row, in order (`self_rows` is 0..N-1): a self-join."""
+    return (self_rows is not None and n_queries == n_reference
+            and np.array_equal(self_rows, np.arange(n_reference)))
+
+
+def self_knn(reference: np.ndarray, k: int, *, farthest: bool = False, metric: str = "l2",
+             on_progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest (farthest) other rows of every row of prepared `reference` (N, D), without an index.
+
+    Returns (distances (N, k) float32, rows (N, k) int64), sorted like `search_index`. Half the arithmetic of a
+    flat search of the rows against themselves (see `embedkit.self_join`).
+    """
+    rows = self_join_rows(reference, k, farthest=farthest, metric=metric, on_progress=on_progress)
+    return _true_distances(reference, reference, rows, metric, farthest)
 
 
 def _raw_search(index, kind, reference, queries, kk, farthest, metric) -> np.ndarray:
@@ -203,7 +226,8 @@ def knn(reference: np.ndarray, queries: np.ndarray, k: int, *, farthest: bool = 
     check_query(len(reference), reference.shape[1], queries, k, exclude_self=exclude_self)
     if not np.isfinite(reference).all():
         raise SearchError("reference contains NaN or inf")
-    reference, queries = prepare(reference, metric), prepare(queries, metric)
+    reference = prepare(reference, metric)
+    if exclude_self:
+        return self_knn(reference, k, farthest=farthest, metric=metric)
     index = build_index(reference, "flat", metric, farthest=farthest)
-    self_rows = np.arange(len(reference)) if exclude_self else None
-    return search_index(index, "flat", reference, queries, k, farthest=farthest, metric=metric, self_rows=self_rows)
+    return search_index(index, "flat", reference, prepare(queries, metric), k, farthest=farthest, metric=metric)

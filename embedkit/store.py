@@ -9,46 +9,43 @@ Schema (version 1), readable with plain h5py:
         labels     (N,)   int64   (-1 when unknown)
         ids        (N,)   int64   (the row in the source split, unique)
 
-Writes are copy-on-write: a writer takes an exclusive lock on `<store>.lock`, builds a new file beside the store
-(the other groups copied by HDF5, the new group streamed in chunks), fsyncs it and renames it over the store.
-A crash, `kill -9` or Ctrl-C leaves the old file as it was; readers see the old or the new file, never a mix.
+Writes are copy-on-write (`embedkit.store_writer`): a writer takes an exclusive lock on `<store>.lock`, builds a
+new file beside the store (the other groups copied and checked against their checksums, the new group streamed in
+chunks), fsyncs it and renames it over the store. A crash, `kill -9`, Ctrl-C or a damaged group leaves the old file
+as it was; readers see the old or the new file, never a mix. Reads go chunk by chunk through the checksums
+(`embedkit.store_io`); any damage is one StoreError line naming the file and the group.
 """
 
 from __future__ import annotations
 
 import contextlib
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from embedkit import atomic
 from embedkit.errors import StoreError
+from embedkit.store_io import CHECK_ROWS, checked_chunks, gather, read_column, row_positions
 from embedkit.store_schema import (
+    H5_ERRORS,
     SCHEMA_VERSION,
     GroupInfo,
     check_finite,
-    check_group_name,
     check_root,
     check_unique,
     group_info,
     int_column,
     leaf_groups,
-    now,
     open_h5,
     reason,
     validated,
-    version,
-    write_attrs,
 )
+from embedkit.store_writer import GroupWriter
 
 __all__ = ["SCHEMA_VERSION", "GroupData", "GroupInfo", "GroupWriter", "Store", "add_npy", "open_store"]
 
 LOCK_TIMEOUT_S = 60.0
-_CHUNK_BYTES = 1 << 20  # HDF5 chunks of about 1 MiB
-_CHECK_ROWS = 65536  # rows read and checked at a time when validating values
 
 
 @dataclass(frozen=True)
@@ -95,7 +92,11 @@ class Store:
 
     @contextlib.contextmanager
     def _open(self) -> Iterator[Any]:
-        """The open h5py.File (None when the store does not exist yet); HDF5 errors become StoreError."""
+        """The open h5py.File (None when the store does not exist yet).
+
+        Every h5py call on it goes through `h5_errors`, so a damaged file is one StoreError line naming the
+        file and the group; errors of the caller's own code (inside `snapshot`) pass through unchanged.
+        """
         if self._snapshot is not None:
             yield self._snapshot
             return
@@ -105,10 +106,9 @@ class Store:
         h5 = open_h5(self.path)
         try:
             yield h5
-        except OSError as exc:
-            raise StoreError(f"{self.path}: unreadable HDF5 data ({reason(exc)})") from None
         finally:
-            h5.close()
+            with contextlib.suppress(*H5_ERRORS):
+                h5.close()
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator["Store"]:
@@ -123,7 +123,7 @@ class Store:
     def groups(self) -> list[str]:
         """Names of the groups, e.g. ['cifar10/test', 'cifar10/train']."""
         with self._open() as h5:
-            return [] if h5 is None else leaf_groups(h5)
+            return [] if h5 is None else leaf_groups(self.path, h5)
 
     def __contains__(self, group: str) -> bool:
         return group in self.groups()
@@ -134,7 +134,7 @@ class Store:
             if h5 is None:
                 return []
             check_root(self.path, h5)
-            return [group_info(self.path, h5, name) for name in leaf_groups(h5)]
+            return [group_info(self.path, h5, name) for name in leaf_groups(self.path, h5)]
 
     def info(self, group: str) -> GroupInfo:
         """Shape and attributes of one group (StoreError if it is missing or malformed)."""
@@ -150,20 +150,35 @@ class Store:
         with self._open() as h5:
             info = group_info(self.path, h5, group)
             emb = np.empty((info.n, info.dim), np.float32)
-            for start, chunk in _checked_chunks(self.path, h5, info):
-                emb[start : start + len(chunk)] = chunk
-            labels, ids = _read_column(self.path, h5, group, "labels"), _read_column(self.path, h5, group, "ids")
+            for _ in checked_chunks(self.path, h5, info, out=emb):
+                pass
+            labels, ids = read_column(self.path, h5, group, "labels"), read_column(self.path, h5, group, "ids")
         check_unique(f"{self.path}: group '{group}'", ids)
         return GroupData(group, emb, labels, ids, info.attrs)
+
+    def read_rows(self, group: str, rows: Any) -> GroupData:
+        """Some rows of a group, in the order given (repeats allowed): embeddings (R, D), labels (R,), ids (R,).
+
+        `rows` (R,) are row positions 0..N-1 (StoreError naming the first one out of range). Only the HDF5 chunks
+        holding those rows are read, each checksum-verified, and the rows are checked finite: a few rows of a
+        large group cost a few chunks, not the group. Ids are not checked unique (that needs the whole column).
+        """
+        where = f"{self.path}: group '{group}'"
+        with self._open() as h5:
+            info = group_info(self.path, h5, group)
+            unique, order = np.unique(row_positions(where, rows, info.n), return_inverse=True)
+            emb, labels, ids = (gather(where, h5, group, name, unique) for name in ("embeddings", "labels", "ids"))
+        check_finite(where, emb, 0, rows=unique)
+        return GroupData(group, emb[order], labels[order], ids[order], info.attrs)
 
     def verify(self, group: str, on_progress: Callable[[int, int], None] | None = None) -> GroupInfo:
         """Check a group's values (finite, unique ids) without keeping it in memory; returns its info."""
         with self._open() as h5:
             info = group_info(self.path, h5, group)
-            for start, chunk in _checked_chunks(self.path, h5, info):
+            for start, chunk in checked_chunks(self.path, h5, info):
                 if on_progress is not None:
                     on_progress(start + len(chunk), info.n)
-            check_unique(f"{self.path}: group '{group}'", _read_column(self.path, h5, group, "ids"))
+            check_unique(f"{self.path}: group '{group}'", read_column(self.path, h5, group, "ids"))
         return info
 
     def write_group(
@@ -203,147 +218,6 @@ class Store:
         return GroupWriter(self, group, int(dim), attrs or {}, overwrite, expected_rows)
 
 
-def _checked_chunks(path: Path, h5, info: GroupInfo) -> Iterator[tuple[int, np.ndarray]]:
-    """(first row, rows) of a group's embeddings, _CHECK_ROWS at a time, each checked finite and intact."""
-    where = f"{path}: group '{info.name}'"
-    dataset = h5[info.name]["embeddings"]
-    for start in range(0, info.n, _CHECK_ROWS):
-        try:
-            chunk = dataset[start : start + _CHECK_ROWS]
-        except OSError as exc:
-            raise StoreError(f"{where}: damaged embeddings near row {start} ({reason(exc)})") from None
-        check_finite(where, chunk, start)
-        yield start, chunk
-
-
-def _read_column(path: Path, h5, group: str, name: str) -> np.ndarray:
-    try:
-        return h5[group][name][()]
-    except OSError as exc:
-        raise StoreError(f"{path}: group '{group}': damaged {name} ({reason(exc)})") from None
-
-
-class GroupWriter:
-    """Streams one group into a new copy of the store; the copy replaces the store only on a clean exit."""
-
-    def __init__(self, store: Store, group: str, dim: int, attrs: dict, overwrite: bool, expected_rows: int | None):
-        check_group_name(store.path, group)
-        if dim < 1:
-            raise StoreError(f"{store.path}: group '{group}': dimension must be at least 1, got {dim}")
-        self.store, self.group, self.dim = store, group, dim
-        self.attrs, self.overwrite, self.expected_rows = attrs, overwrite, expected_rows
-        self.rows = 0
-        self.content_id = uuid.uuid4().hex
-        self._where = f"{store.path}: group '{group}'"
-        self._lock_fd: int | None = None
-        self._tmp: Path | None = None
-        self._h5 = None
-
-    def __enter__(self) -> "GroupWriter":
-        path = self.store.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = atomic.acquire_lock(path, self.store.lock_timeout_s)
-        try:
-            atomic.remove_crashed_temps(path)
-            self._tmp = atomic.temp_path(path)
-            self._h5 = _new_copy(self.store, self._tmp, self.group, self.overwrite)
-            self._create_datasets()
-        except BaseException:
-            self._abort()
-            raise
-        return self
-
-    def _create_datasets(self) -> None:
-        rows = max(1, _CHUNK_BYTES // (4 * self.dim))
-        if self.expected_rows is not None:
-            rows = max(1, min(rows, self.expected_rows))
-        g = self._h5.create_group(self.group)
-        # fletcher32: a checksum per chunk, so flipped bytes on disk are an error, never silent wrong numbers
-        g.create_dataset("embeddings", (0, self.dim), np.float32, maxshape=(None, self.dim), chunks=(rows, self.dim),
-                         fletcher32=True)
-        for name in ("labels", "ids"):
-            g.create_dataset(name, (0,), np.int64, maxshape=(None,), chunks=(max(rows, 1024),), fletcher32=True)
-
-    def append(self, embeddings: np.ndarray, labels: np.ndarray | None = None, ids: np.ndarray | None = None) -> None:
-        """Append rows: embeddings (n, D), labels (n,) or None (-1), ids (n,) or None (running row numbers)."""
-        if self._h5 is None:
-            raise StoreError(f"{self._where}: append outside the `with store.group_writer(...)` block")
-        emb, labels, ids = validated(self._where, embeddings, labels, ids, dim=self.dim, first_id=self.rows)
-        g, start, stop = self._h5[self.group], self.rows, self.rows + len(emb)
-        for name, values in (("embeddings", emb), ("labels", labels), ("ids", ids)):
-            g[name].resize(stop, axis=0)
-            g[name][start:stop] = values
-        self.rows = stop
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is not None:
-            self._abort()
-            return False
-        try:
-            self._commit()
-        except BaseException:
-            self._abort()
-            raise
-        finally:
-            atomic.release_lock(self._lock_fd)
-            self._lock_fd = None
-        return False
-
-    def _commit(self) -> None:
-        g = self._h5[self.group]
-        check_unique(self._where, g["ids"][()])
-        dataset, _, split = self.group.rpartition("/")
-        defaults = {"dataset": dataset or split, "split": split if dataset else "", "created": now()}
-        write_attrs(self._where, g.attrs, {**defaults, **self.attrs})
-        g.attrs["embedkit_version"] = version()
-        g.attrs["content_id"] = self.content_id
-        g.attrs["schema_version"] = SCHEMA_VERSION  # written last: a group without it is incomplete
-        self._h5.close()
-        self._h5 = None
-        atomic.commit(self._tmp, self.store.path)
-        self._tmp = None
-
-    def _abort(self) -> None:
-        if self._h5 is not None:
-            with contextlib.suppress(Exception):
-                self._h5.close()
-            self._h5 = None
-        if self._tmp is not None:
-            with contextlib.suppress(OSError):
-                self._tmp.unlink()
-            self._tmp = None
-        atomic.release_lock(self._lock_fd)
-        self._lock_fd = None
-
-
-def _new_copy(store: Store, tmp: Path, group: str, overwrite: bool):
-    """A new HDF5 file at `tmp` holding every group of the store except `group`, opened for writing."""
-    import h5py
-
-    with store._open() as old:
-        existing = [] if old is None else leaf_groups(old)
-        if old is not None:
-            check_root(store.path, old)
-        if group in existing and not overwrite:
-            raise StoreError(f"{store.path}: group '{group}' already exists (overwrite it with --overwrite)")
-        for other in existing:
-            if other != group and (other.startswith(group + "/") or group.startswith(other + "/")):
-                raise StoreError(f"{store.path}: group '{group}' would nest with existing group '{other}'")
-        new = h5py.File(tmp, "w", locking=False)
-        try:
-            new.attrs["created"] = old.attrs.get("created", now()) if old is not None else now()
-            new.attrs["embedkit_version"] = version()
-            new.attrs["schema_version"] = SCHEMA_VERSION
-            for other in existing:
-                if other != group:
-                    parent, _, leaf = other.rpartition("/")
-                    old.copy(old[other], new.require_group(parent) if parent else new, name=leaf)
-        except BaseException:
-            new.close()
-            raise
-    return new
-
-
 def add_npy(
     store_path: Path | str,
     group: str,
@@ -374,11 +248,11 @@ def add_npy(
     source = {"source": str(Path(embeddings_path).resolve())}
     with store.group_writer(group, emb.shape[1], {**source, **(attrs or {})}, overwrite=overwrite,
                             expected_rows=len(emb)) as writer:
-        for start in range(0, len(emb), _CHECK_ROWS):
-            part = np.s_[start : start + _CHECK_ROWS]
+        for start in range(0, len(emb), CHECK_ROWS):
+            part = np.s_[start : start + CHECK_ROWS]
             writer.append(emb[part], None if labels is None else labels[part], None if ids is None else ids[part])
             if on_progress is not None:
-                on_progress(min(start + _CHECK_ROWS, len(emb)), len(emb))
+                on_progress(min(start + CHECK_ROWS, len(emb)), len(emb))
     return store.info(group)
 
 

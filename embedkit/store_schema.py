@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from embedkit.errors import StoreError
 
 SCHEMA_VERSION = 1
 RESERVED_ATTRS = ("schema_version", "content_id", "embedkit_version")
+# What h5py raises on a damaged file: HDF5's error classes map to OSError, RuntimeError, KeyError or ValueError
+# (e.g. "Object visitation failed" is a RuntimeError, "bad version number for datatype message" a KeyError).
+H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -40,53 +43,96 @@ def open_h5(path: Path):
         raise StoreError(f"{path}: empty file (0 bytes), not an HDF5 store")
     if not h5py.is_hdf5(path):
         raise StoreError(f"{path}: not an HDF5 file")
-    try:
+    with h5_errors(path, "unreadable HDF5 file"):
         return h5py.File(path, "r", locking=False)
-    except OSError as exc:
-        raise StoreError(f"{path}: truncated or corrupt HDF5 file ({reason(exc)})") from None
 
 
 def reason(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)  # KeyError quotes its text
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
-def leaf_groups(h5) -> list[str]:
-    """Groups holding embeddings (or claiming to, through a schema_version attribute)."""
+@contextlib.contextmanager
+def h5_errors(where: str | Path, problem: str = "damaged HDF5 data") -> Iterator[None]:
+    """Turn h5py's errors on a damaged (or unwritable) file into one StoreError line: '<where>: <problem> (<why>)'."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except H5_ERRORS as exc:
+        raise StoreError(f"{where}: {problem} ({reason(exc)})") from None
+
+
+def leaf_groups(path: Path, h5) -> list[str]:
+    """Groups holding embeddings (or claiming to, through a schema_version attribute), sorted.
+
+    Walks the groups without opening any group's datasets, so a damaged dataset is reported by whoever reads
+    that group (naming it), and the other groups stay readable.
+    """
     import h5py
 
     names: list[str] = []
 
-    def visit(name: str, obj) -> None:
-        if isinstance(obj, h5py.Group) and ("embeddings" in obj or "schema_version" in obj.attrs):
-            names.append(name)
+    def walk(group, prefix: str) -> None:
+        with h5_errors(f"{path}: object '{prefix[:-1]}'" if prefix else path):
+            keys = list(group)
+        for key in keys:
+            name = prefix + key
+            with h5_errors(f"{path}: object '{name}'"):
+                obj = group[key]
+                is_group = isinstance(obj, h5py.Group)
+                is_leaf = is_group and ("embeddings" in obj or "schema_version" in obj.attrs)
+            if is_leaf:
+                names.append(name)
+            elif is_group:
+                walk(obj, name + "/")
 
-    h5.visititems(visit)
+    walk(h5, "")
     return sorted(names)
 
 
 def check_root(path: Path, h5) -> None:
-    version = h5.attrs.get("schema_version")
+    with h5_errors(path):
+        version = h5.attrs.get("schema_version")
     if version is None:
         raise StoreError(f"{path}: not an embedkit store (no schema_version attribute on the file)")
-    if int(version) > SCHEMA_VERSION:
-        raise StoreError(f"{path}: schema version {int(version)} is newer than this embedkit reads ({SCHEMA_VERSION})")
+    check_version(str(path), version)
+
+
+def check_version(where: str, version: Any) -> None:
+    """A schema_version attribute this embedkit reads: a whole number, at most SCHEMA_VERSION."""
+    try:
+        number = int(version)
+    except (TypeError, ValueError):
+        raise StoreError(f"{where}: schema_version {version!r} is not a number (damaged or foreign file)") from None
+    if number > SCHEMA_VERSION:
+        raise StoreError(f"{where}: schema version {number} is newer than this embedkit reads ({SCHEMA_VERSION})")
 
 
 def group_info(path: Path, h5, name: str) -> GroupInfo:
+    """A group's shape and attributes, checking its layout (StoreError naming the file, the group and the problem)."""
+    groups = leaf_groups(path, h5) if h5 is not None else []
+    if name not in groups:
+        raise StoreError(f"{path}: group '{name}' not found (groups: {', '.join(groups) or 'none'})")
+    where = f"{path}: group '{name}'"
+    with h5_errors(where):
+        return _checked_layout(where, h5[name], name)
+
+
+def _checked_layout(where: str, g, name: str) -> GroupInfo:
     import h5py
 
-    if h5 is None or name not in leaf_groups(h5):
-        known = ", ".join(leaf_groups(h5)) if h5 is not None else ""
-        raise StoreError(f"{path}: group '{name}' not found (groups: {known or 'none'})")
-    g, where = h5[name], f"{path}: group '{name}'"
     version = g.attrs.get("schema_version")
     if version is None or "content_id" not in g.attrs:
         raise StoreError(f"{where}: incomplete group (no schema_version or content_id attribute)")
-    if int(version) > SCHEMA_VERSION:
-        raise StoreError(f"{where}: schema version {int(version)} is newer than this embedkit reads ({SCHEMA_VERSION})")
+    check_version(where, version)
     for key in ("embeddings", "labels", "ids"):
-        if not isinstance(g.get(key), h5py.Dataset):
+        if key not in g:  # the link only: g.get() would also answer None for a damaged dataset
             raise StoreError(f"{where}: missing dataset '{key}'")
+        with h5_errors(where, f"damaged dataset '{key}'"):
+            is_dataset = isinstance(g[key], h5py.Dataset)
+        if not is_dataset:
+            raise StoreError(f"{where}: '{key}' is not a dataset")
     emb = g["embeddings"]
     if emb.ndim != 2 or emb.dtype != np.float32:
         raise StoreError(f"{where}: embeddings must be (N, D) float32, got {emb.shape} {emb.dtype}")
@@ -99,9 +145,11 @@ def group_info(path: Path, h5, name: str) -> GroupInfo:
     return GroupInfo(name, int(emb.shape[0]), int(emb.shape[1]), read_attrs(g.attrs))
 
 
-def check_finite(where: str, emb: np.ndarray, first_row: int) -> None:
+def check_finite(where: str, emb: np.ndarray, first_row: int, *, rows: np.ndarray | None = None) -> None:
+    """StoreError naming the first row holding NaN or inf; the rows are `first_row`, ... or the given `rows`."""
     if emb.size and not np.isfinite(emb).all():
-        row = first_row + int(np.flatnonzero(~np.isfinite(emb).all(axis=1))[0])
+        at = int(np.flatnonzero(~np.isfinite(emb).all(axis=1))[0])
+        row = first_row + at if rows is None else int(rows[at])
         raise StoreError(f"{where}: embeddings row {row} contains NaN or inf")
 
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embedkit.errors import SearchError
-from embedkit.index import knn, list_index_files, make_pairs, neighbors
+from embedkit.index import SELF_JOIN_STATUS, index_folder, knn, list_index_files, make_pairs, neighbors
 from embedkit.store import open_store
 
 
@@ -177,8 +177,11 @@ def test_neighbors_query_ids_and_query_group(store_path):
 
 
 def test_flat_index_is_built_in_memory_not_saved(store_path):
-    assert neighbors(store_path, "toy/train", 3).index_status == "built in memory"
-    assert neighbors(store_path, "toy/train", 3, farthest=True).index_status == "built in memory"
+    """A whole group against itself needs no index (self-join); other flat queries build one in memory."""
+    assert neighbors(store_path, "toy/train", 3).index_status == SELF_JOIN_STATUS
+    assert neighbors(store_path, "toy/train", 3, farthest=True).index_status == SELF_JOIN_STATUS
+    assert neighbors(store_path, "toy/train", 3, query_ids=[100, 101]).index_status == "built in memory"
+    assert neighbors(store_path, "toy/train", 3, query_group="toy/test").index_status == "built in memory"
     assert list_index_files(store_path) == []
 
 
@@ -246,6 +249,29 @@ def test_neighbors_errors(store_path, kwargs, message):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"k": 2000}, "k=2000 is larger than group 'toy/train'"),
+        ({"k": 2001}, "k=2001 is larger than group 'toy/train'"),
+        ({"k": 51, "group": "toy/test", "query_group": "toy/train"}, "k=51 is larger than group 'toy/test'"),
+        ({"k": 0}, "k=0"),
+        ({"k": 3, "query_group": "other/d8"}, "dimension mismatch: query group 'other/d8'"),
+        ({"k": 1, "group": "other/empty", "query_group": "toy/test"}, "group 'other/empty' .* is empty"),
+    ],
+)
+def test_bad_queries_fail_before_an_index_is_built_or_saved(store_path, rng, kind, kwargs, message):
+    """An approximate index is slow to build and is saved beside the store: never for a query that must fail."""
+    store = open_store(store_path)
+    store.write_group("other/d8", rng.normal(size=(10, 8)))
+    store.write_group("other/empty", np.zeros((0, 16), np.float32))
+    kwargs = {"group": "toy/train", **kwargs}
+    with pytest.raises(SearchError, match=message):
+        neighbors(store_path, kwargs.pop("group"), index_kind=kind, **kwargs)
+    assert not index_folder(store_path).exists()
+
+
 def test_dimension_mismatch_and_empty_group(store_path, rng):
     store = open_store(store_path)
     store.write_group("other/d8", rng.normal(size=(10, 8)))
@@ -272,3 +298,54 @@ def test_make_pairs_file(store_path, tmp_path):
         assert f["distances"].dtype == np.float32 and f["neighbor_rows"].shape == (2000, 3)
         assert (f.attrs["group"], int(f.attrs["k"]), f.attrs["metric"]) == ("toy/train", 3, "l2")
         assert f.attrs["content_id"] == data.content_id
+
+
+# ---------------------------------------------------------------- the self-join (every row against the others)
+
+
+def assert_self_join_matches_brute(reference, k, *, farthest, metric, block_rows, tol=1e-4):
+    """self_join_rows over several blocks finds rows at the k best brute-force distances, never the row itself."""
+    from embedkit.search import prepare
+    from embedkit.self_join import self_join_rows
+
+    rows = self_join_rows(prepare(reference, metric), k, farthest=farthest, metric=metric, block_rows=block_rows)
+    full = brute_distances(reference, reference, metric)
+    np.fill_diagonal(full, -np.inf if farthest else np.inf)
+    best = np.sort(-full if farthest else full, axis=1)[:, :k]
+    found = np.sort(np.take_along_axis(-full if farthest else full, rows, 1), axis=1)
+    np.testing.assert_allclose(found, best, atol=tol)
+    assert all(len(set(r)) == k for r in rows.tolist()), "a row appears twice for one query"
+    assert not (rows == np.arange(len(reference))[:, None]).any(), "a row is its own neighbour"
+
+
+@pytest.mark.parametrize("farthest", [False, True])
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("block_rows", [7, 64, 4096])
+def test_self_join_matches_brute_force_across_blocks(rng, farthest, metric, block_rows):
+    """300 rows in blocks of 7 (many blocks, a part-filled last one) or 64, or one block: the same answer."""
+    reference = clustered(rng, 300, dim=8)
+    assert_self_join_matches_brute(reference, 5, farthest=farthest, metric=metric, block_rows=block_rows)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(2, 40), dim=st.integers(1, 5), k_fraction=st.floats(0, 1), block_rows=st.integers(1, 12),
+       farthest=st.booleans(), metric=st.sampled_from(["l2", "cosine"]), seed=st.integers(0, 2**16),
+       grid=st.booleans())
+def test_self_join_property_blocks_and_ties(n, dim, k_fraction, block_rows, farthest, metric, seed, grid):
+    """Any block size (even smaller than k), and integer grids full of exact ties."""
+    rng = np.random.default_rng(seed)
+    reference = (rng.integers(-2, 3, size=(n, dim)) if grid else rng.normal(size=(n, dim))).astype(np.float32)
+    k = 1 + int(k_fraction * (n - 2))
+    assert_self_join_matches_brute(reference, k, farthest=farthest, metric=metric, block_rows=block_rows)
+
+
+def test_neighbors_of_a_whole_group_equal_a_flat_index_search(store_path):
+    """The self-join path of `neighbors` and a flat FAISS search of every row give the same distances."""
+    from embedkit.index import open_group_index
+
+    whole = neighbors(store_path, "toy/train", 4)
+    searcher = open_group_index(store_path, "toy/train")
+    rows = np.arange(2000)
+    dist, _ = searcher.search(searcher.data.embeddings[rows[::-1]], 4, self_rows=rows[::-1])  # not in order: FAISS
+    assert searcher.status == "built in memory"
+    np.testing.assert_allclose(whole.distances, dist[::-1], atol=1e-5)

@@ -14,11 +14,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embedkit.errors import StoreError
-from embedkit.store import SCHEMA_VERSION, add_npy, open_store
+from embedkit.store import SCHEMA_VERSION, Store, add_npy, open_store
 
 ATTRS = {
     "class_names": ["airplane", "automobile", "bird"],
@@ -236,6 +236,130 @@ def test_flipped_bytes_in_the_data_are_caught(store_path):
     with pytest.raises(StoreError, match=f"{store_path}: group 'cifar10/train': damaged embeddings near row 0") as info:
         open_store(store_path).read("cifar10/train")
     assert "\n" not in str(info.value)
+
+
+def _overwrite(path: Path, offset: int, n_bytes: int = 64) -> None:
+    """Replace n_bytes at offset with seeded noise, as a failing disk or a bad copy would."""
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(np.random.default_rng(offset).integers(0, 256, n_bytes, dtype=np.uint8).tobytes())
+
+
+def _header_at(path: Path, name: str) -> int:
+    with h5py.File(path, "r") as f:
+        return h5py.h5o.get_info(f[name].id).addr
+
+
+def _chunk_at(path: Path, name: str, chunk: int = 0) -> int:
+    with h5py.File(path, "r") as f:
+        return f[name].id.get_chunk_info(chunk).byte_offset
+
+
+@pytest.fixture
+def two_groups(store_path, rng) -> Path:
+    open_store(store_path).write_group("cifar10/test", rng.normal(size=(30, 8)), rng.integers(0, 3, 30))
+    return store_path
+
+
+@pytest.mark.parametrize(
+    ("damaged", "other_group_readable"),
+    [("cifar10/train/embeddings", True), ("cifar10/train/ids", True), ("cifar10/train", False)],
+)
+def test_damaged_object_headers_are_one_line_naming_file_and_group(two_groups, damaged, other_group_readable):
+    """h5py raises RuntimeError, KeyError or OSError on damaged metadata: each becomes one StoreError line."""
+    expected = open_store(two_groups).read("cifar10/test")
+    _overwrite(two_groups, _header_at(two_groups, damaged))
+    for action in (open_store, lambda p: Store(p).read("cifar10/train"), lambda p: Store(p).info("cifar10/train"),
+                   lambda p: Store(p).read_rows("cifar10/train", [0, 5])):
+        with pytest.raises(StoreError, match="cifar10/train.*: damaged") as info:
+            action(two_groups)
+        assert str(two_groups) in str(info.value) and "\n" not in str(info.value)
+    if other_group_readable:  # the damage is reported by the group that holds it, not while listing groups
+        np.testing.assert_array_equal(Store(two_groups).read("cifar10/test").embeddings, expected.embeddings)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: _overwrite(p, _chunk_at(p, "cifar10/train/embeddings") + 100, 4),
+        lambda p: _overwrite(p, _chunk_at(p, "cifar10/train/ids") + 8, 4),
+        lambda p: _overwrite(p, _header_at(p, "cifar10/train/labels")),
+    ],
+    ids=["embeddings-chunk", "ids-chunk", "labels-header"],
+)
+def test_a_write_refuses_to_carry_a_damaged_group_over(two_groups, rng, damage):
+    """Writing a group copies the others: a damaged one is refused by name and the store is left as it was.
+
+    HDF5 copies raw chunks without checking their checksums: the copy is read back through them.
+    """
+    damage(two_groups)
+    before = digest(two_groups)
+    with pytest.raises(StoreError, match=f"{two_groups}: group 'cifar10/train'.*store is unchanged") as info:
+        Store(two_groups).write_group("cifar10/new", rng.normal(size=(5, 8)))
+    assert "\n" not in str(info.value)
+    assert digest(two_groups) == before and not list(two_groups.parent.glob(".store.h5.tmp-*"))
+    replacement = rng.normal(size=(4, 8)).astype(np.float32)  # the way out: rewrite the damaged group itself
+    Store(two_groups).write_group("cifar10/train", replacement, overwrite=True)
+    store = open_store(two_groups)
+    np.testing.assert_array_equal(store.read("cifar10/train").embeddings, replacement)
+    assert store.info("cifar10/test").n == 30
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of 32 rows of 8 floats (labels and ids: 1,024 rows), read 64 rows at a time: many chunks, many reads."""
+    from embedkit import store_io, store_writer
+
+    monkeypatch.setattr(store_writer, "CHUNK_BYTES", 32 * 8 * 4)
+    monkeypatch.setattr(store_io, "CHECK_ROWS", 64)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])  # constants
+@given(n=st.integers(1, 2500), picks=st.lists(st.floats(0, 1), max_size=60), seed=st.integers(0, 2**16))
+def test_read_rows_equals_read_then_index(tmp_path_factory, small_chunks, n, picks, seed):
+    """Any rows, in any order, repeated or not: the same values as reading the whole group and indexing it."""
+    rng = np.random.default_rng(seed)
+    store = open_store(tmp_path_factory.mktemp("rows") / "s.h5", create=True)
+    store.write_group("g/x", rng.normal(size=(n, 8)), rng.integers(-1, 9, n), rng.permutation(3 * n)[:n])
+    rows = np.array([int(p * (n - 1)) for p in picks], dtype=np.int64)
+    whole, some = store.read("g/x"), store.read_rows("g/x", rows)
+    for name in ("embeddings", "labels", "ids"):
+        np.testing.assert_array_equal(getattr(some, name), getattr(whole, name)[rows])
+    assert some.embeddings.shape == (len(rows), 8) and some.attrs == whole.attrs
+
+
+def test_read_rows_reads_only_the_chunks_it_needs(store_path, small_chunks, rng):
+    """A damaged chunk is never read for rows elsewhere, and is reported (by row) for rows inside it."""
+    emb = rng.normal(size=(1000, 8)).astype(np.float32)
+    open_store(store_path).write_group("big/x", emb)
+    _overwrite(store_path, _chunk_at(store_path, "big/x/embeddings", 10) + 16, 4)  # rows 320..351
+    np.testing.assert_array_equal(open_store(store_path).read_rows("big/x", [999, 3, 352, 319]).embeddings,
+                                  emb[[999, 3, 352, 319]])
+    with pytest.raises(StoreError, match=f"{store_path}: group 'big/x': damaged embeddings near row 320"):
+        open_store(store_path).read_rows("big/x", [5, 330])
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([0, 100], "row 100 is out of range \\(the group has 100 rows\\)"),
+        ([-1], "row -1 is out of range"),
+        ([[1, 2]], "rows must be a 1-D array of integers"),
+        ([0.5], "rows must be a 1-D array of integers"),
+    ],
+)
+def test_read_rows_bad_rows_name_the_row(store_path, rows, message):
+    with pytest.raises(StoreError, match=f"{store_path}: group 'cifar10/train': {message}"):
+        open_store(store_path).read_rows("cifar10/train", rows)
+
+
+def test_read_rows_of_nothing_and_of_a_nan_row(store_path):
+    none = open_store(store_path).read_rows("cifar10/train", [])
+    assert none.embeddings.shape == (0, 8) and none.ids.shape == (0,) and none.labels.dtype == np.int64
+    _edit(store_path, lambda g: g["embeddings"].__setitem__((42, 3), np.nan))
+    assert len(open_store(store_path).read_rows("cifar10/train", [41, 43]).ids) == 2
+    with pytest.raises(StoreError, match="row 42 contains NaN or inf"):
+        open_store(store_path).read_rows("cifar10/train", [43, 42])
 
 
 def _edit(path: Path, edit) -> None:

@@ -1,0 +1,183 @@
+"""Copy-on-write of a store: a writer builds a new file beside the store and renames it over the store.
+
+A writer takes an exclusive lock on `<store>.lock`, copies the other groups into a temp file beside the store
+(HDF5 copies their raw chunks, then every chunk of the copy is read back through its checksum, so a damaged
+group is refused rather than carried over), streams the new group in chunks, fsyncs and renames the temp file
+over the store. A crash, `kill -9`, Ctrl-C or any error leaves the old file exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from embedkit import atomic
+from embedkit.errors import StoreError
+from embedkit.store_io import check_intact
+from embedkit.store_schema import (
+    H5_ERRORS,
+    SCHEMA_VERSION,
+    check_group_name,
+    check_root,
+    check_unique,
+    group_info,
+    h5_errors,
+    leaf_groups,
+    now,
+    validated,
+    version,
+    write_attrs,
+)
+
+CHUNK_BYTES = 1 << 20  # HDF5 chunks of about 1 MiB
+
+
+class GroupWriter:
+    """Streams one group into a new copy of the store; the copy replaces the store only on a clean exit."""
+
+    def __init__(self, store, group: str, dim: int, attrs: dict, overwrite: bool, expected_rows: int | None):
+        check_group_name(store.path, group)
+        if dim < 1:
+            raise StoreError(f"{store.path}: group '{group}': dimension must be at least 1, got {dim}")
+        self.store, self.group, self.dim = store, group, dim
+        self.attrs, self.overwrite, self.expected_rows = attrs, overwrite, expected_rows
+        self.rows = 0
+        self.content_id = uuid.uuid4().hex
+        self._where = f"{store.path}: group '{group}'"
+        self._lock_fd: int | None = None
+        self._tmp: Path | None = None
+        self._h5 = None
+
+    def __enter__(self) -> "GroupWriter":
+        path = self.store.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = atomic.acquire_lock(path, self.store.lock_timeout_s)
+        try:
+            atomic.remove_crashed_temps(path)
+            self._tmp = atomic.temp_path(path)
+            self._h5 = new_copy(self.store, self._tmp, self.group, self.overwrite)
+            with h5_errors(self._where, "cannot write"):
+                self._create_datasets()
+        except BaseException:
+            self._abort()
+            raise
+        return self
+
+    def _create_datasets(self) -> None:
+        rows = max(1, CHUNK_BYTES // (4 * self.dim))
+        if self.expected_rows is not None:
+            rows = max(1, min(rows, self.expected_rows))
+        g = self._h5.create_group(self.group)
+        # fletcher32: a checksum per chunk, so flipped bytes on disk are an error, never silent wrong numbers
+        g.create_dataset("embeddings", (0, self.dim), np.float32, maxshape=(None, self.dim), chunks=(rows, self.dim),
+                         fletcher32=True)
+        for name in ("labels", "ids"):
+            g.create_dataset(name, (0,), np.int64, maxshape=(None,), chunks=(max(rows, 1024),), fletcher32=True)
+
+    def append(self, embeddings: np.ndarray, labels: np.ndarray | None = None, ids: np.ndarray | None = None) -> None:
+        """Append rows: embeddings (n, D), labels (n,) or None (-1), ids (n,) or None (running row numbers)."""
+        if self._h5 is None:
+            raise StoreError(f"{self._where}: append outside the `with store.group_writer(...)` block")
+        emb, labels, ids = validated(self._where, embeddings, labels, ids, dim=self.dim, first_id=self.rows)
+        start, stop = self.rows, self.rows + len(emb)
+        with h5_errors(self._where, "cannot write"):
+            g = self._h5[self.group]
+            for name, values in (("embeddings", emb), ("labels", labels), ("ids", ids)):
+                g[name].resize(stop, axis=0)
+                g[name][start:stop] = values
+        self.rows = stop
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            self._abort()
+            return False
+        try:
+            with h5_errors(self._where, "cannot write"):
+                self._commit()
+        except BaseException:
+            self._abort()
+            raise
+        finally:
+            atomic.release_lock(self._lock_fd)
+            self._lock_fd = None
+        return False
+
+    def _commit(self) -> None:
+        g = self._h5[self.group]
+        check_unique(self._where, g["ids"][()])
+        dataset, _, split = self.group.rpartition("/")
+        defaults = {"dataset": dataset or split, "split": split if dataset else "", "created": now()}
+        write_attrs(self._where, g.attrs, {**defaults, **self.attrs})
+        g.attrs["embedkit_version"] = version()
+        g.attrs["content_id"] = self.content_id
+        g.attrs["schema_version"] = SCHEMA_VERSION  # written last: a group without it is incomplete
+        self._h5.close()
+        self._h5 = None
+        atomic.commit(self._tmp, self.store.path)
+        self._tmp = None
+
+    def _abort(self) -> None:
+        if self._h5 is not None:
+            with contextlib.suppress(Exception):
+                self._h5.close()
+            self._h5 = None
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                self._tmp.unlink()
+            self._tmp = None
+        atomic.release_lock(self._lock_fd)
+        self._lock_fd = None
+
+
+def new_copy(store, tmp: Path, group: str, overwrite: bool):
+    """A new HDF5 file at `tmp` holding every group of the store except `group`, opened for writing.
+
+    StoreError (and nothing written) if the store or one of the groups to copy is damaged.
+    """
+    import h5py
+
+    with store._open() as old:
+        if old is not None:
+            check_root(store.path, old)
+        existing = [] if old is None else leaf_groups(store.path, old)
+        if group in existing and not overwrite:
+            raise StoreError(f"{store.path}: group '{group}' already exists (overwrite it with --overwrite)")
+        for other in existing:
+            if other != group and (other.startswith(group + "/") or group.startswith(other + "/")):
+                raise StoreError(f"{store.path}: group '{group}' would nest with existing group '{other}'")
+        with h5_errors(store.path):
+            created = old.attrs.get("created", now()) if old is not None else now()
+        with h5_errors(tmp, "cannot create the new copy of the store"):
+            new = h5py.File(tmp, "w", locking=False, libver=("v110", "latest"))
+        try:
+            with h5_errors(tmp, "cannot write"):
+                new.attrs.update({"created": created, "embedkit_version": version(), "schema_version": SCHEMA_VERSION})
+            for other in existing:
+                if other != group:
+                    _copy_group(store.path, old, new, other)
+        except BaseException:
+            with contextlib.suppress(*H5_ERRORS):
+                new.close()
+            raise
+    return new
+
+
+def _copy_group(path: Path, old, new, name: str) -> None:
+    """Copy group `name` (HDF5 copies its raw chunks), then read the copy back through its checksums.
+
+    HDF5's copy does not decode chunks, so a damaged chunk would be carried over silently: reading every
+    chunk of the copy (about as long as `Store.read`) is what catches it, before anything replaces the store.
+    """
+    where = f"{path}: group '{name}'"
+    try:
+        group_info(path, old, name)
+        with h5_errors(where, "damaged, cannot be copied"):
+            parent, _, leaf = name.rpartition("/")
+            old.copy(old[name], new.require_group(parent) if parent else new, name=leaf)
+        check_intact(where, new, name)
+    except StoreError as exc:
+        raise StoreError(f"{exc}; the store is unchanged: rewrite group '{name}' (--overwrite) or write to a new "
+                         "store") from None
