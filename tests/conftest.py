@@ -10,6 +10,9 @@ import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+# Counts bad inputs and interruptions in the reliability tests; prints their summary line at the end of the run.
+pytest_plugins = ["reliability_summary"]
+
 
 @pytest.fixture
 def rng() -> np.random.Generator:
