@@ -35,7 +35,7 @@ from embedkit.store import GroupData, open_store
 from embedkit.store_schema import h5_errors
 
 PERSISTED_KINDS = ("hnsw", "ivf")  # flat is rebuilt from the store in memory: faster than reading a copy
-SELF_JOIN_STATUS = "none needed (exact self-join)"  # every row of a group against the group itself
+SELF_JOIN_STATUS = "exact self-join, no index"  # every row of a group against the group itself
 
 __all__ = [
     "GroupIndex", "NeighborResult", "describe_store", "knn", "list_index_files", "make_pairs", "neighbors",

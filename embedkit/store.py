@@ -9,6 +9,9 @@ Schema (version 1), readable with plain h5py:
         labels     (N,)   int64   (-1 when unknown)
         ids        (N,)   int64   (the row in the source split, unique)
 
+Datasets are chunked (about 1 MiB) with a fletcher32 checksum per chunk; text attributes are fixed-length UTF-8
+(h5py reads them as bytes), kept in the checksummed object headers of the HDF5 1.10 format.
+
 Writes are copy-on-write (`embedkit.store_writer`): a writer takes an exclusive lock on `<store>.lock`, builds a
 new file beside the store (the other groups copied and checked against their checksums, the new group streamed in
 chunks), fsyncs it and renames it over the store. A crash, `kill -9`, Ctrl-C or a damaged group leaves the old file

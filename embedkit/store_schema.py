@@ -77,7 +77,7 @@ def leaf_groups(path: Path, h5) -> list[str]:
         with h5_errors(f"{path}: object '{prefix[:-1]}'" if prefix else path):
             keys = list(group)
         for key in keys:
-            name = prefix + key
+            name = prefix + (key if isinstance(key, str) else key.decode(errors="replace"))  # bytes: not UTF-8
             with h5_errors(f"{path}: object '{name}'"):
                 obj = group[key]
                 is_group = isinstance(obj, h5py.Group)
@@ -202,23 +202,33 @@ def read_attrs(attrs) -> dict[str, Any]:
     return out
 
 
-def write_attrs(where: str, target, attrs: dict[str, Any]) -> None:
-    """Store attributes: dicts as JSON text, paths as text, lists of str as HDF5 string arrays."""
-    import h5py
-
+def write_attrs(where: str, target, attrs: dict[str, Any], *, reserved: bool = False) -> None:
+    """Store attributes (see `hdf5_value`); the reserved ones (schema_version, ...) only with `reserved`."""
     for key, value in attrs.items():
-        if key in RESERVED_ATTRS or value is None:
+        if (key in RESERVED_ATTRS and not reserved) or value is None:
             continue
-        if isinstance(value, dict):
-            value = json.dumps(value, sort_keys=True, default=str)
-        elif isinstance(value, Path):
-            value = str(value)
-        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            value = np.array(list(value), dtype=h5py.string_dtype())
         try:
-            target[key] = value
+            target[key] = hdf5_value(value)
         except (TypeError, ValueError) as exc:
             raise StoreError(f"{where}: attribute {key!r} cannot be stored in HDF5 ({reason(exc)})") from None
+
+
+def hdf5_value(value: Any) -> Any:
+    """An attribute value as stored: dicts as JSON text, paths as text, text (and lists of text) as fixed-length
+    UTF-8, kept in the object header under its checksum. Variable-length strings would live in a global heap,
+    which has no checksum: damaged, it can send HDF5 into an endless loop. h5py reads them back as bytes."""
+    import h5py
+
+    if isinstance(value, dict):
+        value = json.dumps(value, sort_keys=True, default=str)
+    elif isinstance(value, Path):
+        value = str(value)
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
+        return value
+    encoded = [t.encode() for t in texts]
+    dtype = h5py.string_dtype("utf-8", max([1, *map(len, encoded)]))
+    return np.array(encoded[0] if isinstance(value, str) else encoded, dtype=dtype)
 
 
 def check_group_name(path: Path, group: str) -> None:

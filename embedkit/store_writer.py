@@ -9,6 +9,8 @@ over the store. A crash, `kill -9`, Ctrl-C or any error leaves the old file exac
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 import uuid
 from pathlib import Path
 
@@ -27,12 +29,16 @@ from embedkit.store_schema import (
     h5_errors,
     leaf_groups,
     now,
+    read_attrs,
     validated,
     version,
     write_attrs,
 )
 
 CHUNK_BYTES = 1 << 20  # HDF5 chunks of about 1 MiB
+# The HDF5 1.10 file format: the superblock, object headers and chunk indexes carry checksums, so damaged metadata
+# is an error, not a misread (or a crash inside HDF5). HDF5 >= 1.10 (h5py >= 2.8) reads it.
+LIBVER = ("v110", "latest")
 
 
 class GroupWriter:
@@ -50,17 +56,20 @@ class GroupWriter:
         self._lock_fd: int | None = None
         self._tmp: Path | None = None
         self._h5 = None
+        self._ctrl_c = DeferredCtrlC()
 
     def __enter__(self) -> "GroupWriter":
         path = self.store.path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = atomic.acquire_lock(path, self.store.lock_timeout_s)
         try:
+            self._ctrl_c.install()
             atomic.remove_crashed_temps(path)
             self._tmp = atomic.temp_path(path)
             self._h5 = new_copy(self.store, self._tmp, self.group, self.overwrite)
             with h5_errors(self._where, "cannot write"):
                 self._create_datasets()
+            self._ctrl_c.check()
         except BaseException:
             self._abort()
             raise
@@ -81,6 +90,7 @@ class GroupWriter:
         """Append rows: embeddings (n, D), labels (n,) or None (-1), ids (n,) or None (running row numbers)."""
         if self._h5 is None:
             raise StoreError(f"{self._where}: append outside the `with store.group_writer(...)` block")
+        self._ctrl_c.check()
         emb, labels, ids = validated(self._where, embeddings, labels, ids, dim=self.dim, first_id=self.rows)
         start, stop = self.rows, self.rows + len(emb)
         with h5_errors(self._where, "cannot write"):
@@ -89,18 +99,21 @@ class GroupWriter:
                 g[name].resize(stop, axis=0)
                 g[name][start:stop] = values
         self.rows = stop
+        self._ctrl_c.check()
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is not None:
             self._abort()
             return False
         try:
+            self._ctrl_c.check()  # a Ctrl-C pressed since the last chunk: abandon rather than commit
             with h5_errors(self._where, "cannot write"):
                 self._commit()
         except BaseException:
             self._abort()
             raise
         finally:
+            self._ctrl_c.restore()
             atomic.release_lock(self._lock_fd)
             self._lock_fd = None
         return False
@@ -111,8 +124,7 @@ class GroupWriter:
         dataset, _, split = self.group.rpartition("/")
         defaults = {"dataset": dataset or split, "split": split if dataset else "", "created": now()}
         write_attrs(self._where, g.attrs, {**defaults, **self.attrs})
-        g.attrs["embedkit_version"] = version()
-        g.attrs["content_id"] = self.content_id
+        write_attrs(self._where, g.attrs, {"embedkit_version": version(), "content_id": self.content_id}, reserved=True)
         g.attrs["schema_version"] = SCHEMA_VERSION  # written last: a group without it is incomplete
         self._h5.close()
         self._h5 = None
@@ -128,8 +140,40 @@ class GroupWriter:
             with contextlib.suppress(OSError):
                 self._tmp.unlink()
             self._tmp = None
+        self._ctrl_c.restore()
         atomic.release_lock(self._lock_fd)
         self._lock_fd = None
+
+
+class DeferredCtrlC:
+    """While a group is written, the first Ctrl-C only sets a flag, checked between chunks (`check`).
+
+    A KeyboardInterrupt raised while h5py runs a weakref callback is printed and dropped by Python, so the
+    write would go on and commit; checked here, it abandons the write at the next chunk. A second Ctrl-C
+    interrupts at once. Only in the main thread (where Python delivers signals).
+    """
+
+    def __init__(self):
+        self.pressed = False
+        self._previous = None
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread() and self._previous is None:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+
+    def _handler(self, signum, frame) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+
+    def check(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 def new_copy(store, tmp: Path, group: str, overwrite: bool):
@@ -149,12 +193,13 @@ def new_copy(store, tmp: Path, group: str, overwrite: bool):
             if other != group and (other.startswith(group + "/") or group.startswith(other + "/")):
                 raise StoreError(f"{store.path}: group '{group}' would nest with existing group '{other}'")
         with h5_errors(store.path):
-            created = old.attrs.get("created", now()) if old is not None else now()
-        with h5_errors(tmp, "cannot create the new copy of the store"):
-            new = h5py.File(tmp, "w", locking=False, libver=("v110", "latest"))
+            created = read_attrs(old.attrs).get("created", now()) if old is not None else now()
+        with h5_errors(store.path, f"cannot create the new copy {tmp.name} beside it"):
+            new = h5py.File(tmp, "w", locking=False, libver=LIBVER)
         try:
-            with h5_errors(tmp, "cannot write"):
-                new.attrs.update({"created": created, "embedkit_version": version(), "schema_version": SCHEMA_VERSION})
+            with h5_errors(store.path, "cannot write the new copy"):
+                write_attrs(str(store.path), new.attrs, {"created": created, "embedkit_version": version(),
+                                                         "schema_version": SCHEMA_VERSION}, reserved=True)
             for other in existing:
                 if other != group:
                     _copy_group(store.path, old, new, other)

@@ -62,7 +62,12 @@ def test_plain_h5py_reads_the_schema(store_path):
         group = f["cifar10/train"]
         np.testing.assert_array_equal(group["embeddings"][()], reference.embeddings)
         np.testing.assert_array_equal(group["labels"][()], reference.labels)
-        assert group.attrs["content_id"] == reference.content_id
+        assert group.attrs["content_id"].decode() == reference.content_id  # text is fixed-length UTF-8: bytes
+        assert [n.decode() for n in group.attrs["class_names"]] == ATTRS["class_names"]
+        for target in (f, group):  # no variable-length text: it would live in a global heap, without a checksum
+            for name in target.attrs:
+                text = h5py.check_string_dtype(target.attrs.get_id(name).dtype)
+                assert text is None or text.length is not None, name
 
 
 def test_defaults_labels_unknown_and_ids_rows(tmp_path, rng):
@@ -197,6 +202,35 @@ def test_interrupted_write_leaves_previous_file_intact(store_path, tmp_path, rng
     assert store.groups() == ["cifar10/test", "cifar10/train"]
 
 
+def test_ctrl_c_while_writing_abandons_the_write_at_the_next_chunk(store_path, rng):
+    """The first Ctrl-C only sets a flag, checked between chunks (inside h5py a KeyboardInterrupt can be dropped)."""
+    before, handler, steps = digest(store_path), signal.getsignal(signal.SIGINT), []
+    with pytest.raises(KeyboardInterrupt):
+        with open_store(store_path).group_writer("cifar10/test", 8) as writer:
+            writer.append(rng.normal(size=(10, 8)))
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            steps.append("after Ctrl-C")  # no exception yet ...
+            writer.append(rng.normal(size=(10, 8)))  # ... the next chunk abandons the write
+            steps.append("after the next chunk")
+    assert steps == ["after Ctrl-C"]
+    assert digest(store_path) == before and not list(store_path.parent.glob(".store.h5.tmp-*"))
+    assert signal.getsignal(signal.SIGINT) is handler  # restored
+
+
+def test_ctrl_c_after_the_last_chunk_does_not_commit(store_path, rng):
+    before, steps = digest(store_path), []
+    with pytest.raises(KeyboardInterrupt):
+        with open_store(store_path).group_writer("cifar10/test", 8) as writer:
+            writer.append(rng.normal(size=(10, 8)))
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            steps.append("after Ctrl-C")
+    assert steps == ["after Ctrl-C"] and digest(store_path) == before
+    open_store(store_path).write_group("cifar10/test", rng.normal(size=(3, 8)))  # the handler is back to normal
+    assert open_store(store_path).groups() == ["cifar10/test", "cifar10/train"]
+
+
 def test_missing_store(tmp_path):
     with pytest.raises(StoreError, match="no such store"):
         open_store(tmp_path / "nope.h5")
@@ -276,6 +310,14 @@ def test_damaged_object_headers_are_one_line_naming_file_and_group(two_groups, d
         assert str(two_groups) in str(info.value) and "\n" not in str(info.value)
     if other_group_readable:  # the damage is reported by the group that holds it, not while listing groups
         np.testing.assert_array_equal(Store(two_groups).read("cifar10/test").embeddings, expected.embeddings)
+
+
+def test_a_link_name_that_is_not_utf8_is_an_error_not_a_crash(store_path):
+    """h5py returns such a name as bytes (a damaged name in an old-format file looks like this)."""
+    with h5py.File(store_path, "a") as f:
+        f.create_group(b"bad\xff").create_group("x").create_dataset("embeddings", data=np.zeros((2, 2), np.float32))
+    with pytest.raises(StoreError, match=f"{store_path}: group 'bad\ufffd/x'"):
+        open_store(store_path)
 
 
 @pytest.mark.parametrize(
