@@ -51,6 +51,8 @@ def iter_embeddings(
     prep = getattr(encoder, "preprocessing", None) or DEFAULT_PREPROCESSING
     torch_device = pick_device(device)
     encoder = encoder.to(torch_device).eval()
+    if torch_device.type in ("cuda", "cpu"):
+        encoder = encoder.to(memory_format=torch.channels_last)
     images = to_rgb32(images)
     total = len(images) if total is None else total
     with torch.inference_mode():
