@@ -278,7 +278,7 @@ def fit_laplacian_to_store(
     `on_phase` announces "load <split>", then the phases of `laplacian_eigenmaps`, then "write".
     """
     from embedkit.data import load_images
-    from embedkit.store import open_store
+    from embedkit.store import GroupData, open_store
 
     started = time.perf_counter()
     store = open_store(out_store, create=True)
@@ -301,11 +301,11 @@ def fit_laplacian_to_store(
     if on_phase is not None:
         on_phase("write")
     offsets = np.cumsum([0] + [len(s.labels) for s in sets])
-    for s, group, start, stop in zip(sets, groups, offsets[:-1], offsets[1:]):
-        attrs = {"dataset": s.dataset, "split": s.split, "class_names": list(s.class_names),
-                 "config": {**asdict(config), "n_components": result.n_components, "source": s.source}}
-        store.write_group(group, result.embedding[start:stop], s.labels, np.arange(stop - start), attrs,
-                          overwrite=overwrite)
+    parts = [GroupData(group, result.embedding[start:stop], s.labels, np.arange(stop - start),
+                       {"dataset": s.dataset, "split": s.split, "class_names": list(s.class_names),
+                        "config": {**asdict(config), "n_components": result.n_components, "source": s.source}})
+             for s, group, start, stop in zip(sets, groups, offsets[:-1], offsets[1:])]
+    store.write_groups(parts, overwrite=overwrite)  # train and test land together, or neither
     seconds = {"load": load_s, **result.seconds, "total": round(time.perf_counter() - started, 3)}
     return LaplacianRun(store.path, groups, {g: len(s.labels) for g, s in zip(groups, sets)}, config,
                         result.n_components, seconds)

@@ -81,7 +81,7 @@ def encode_to_store(
     """Encode each split of `dataset` with the checkpoint's encoder into group `<dataset>/<split>` of the store.
 
     Groups carry provenance attrs: checkpoint (path), checkpoint_digest (sha256), config (JSON), dataset, split,
-    class_names. An existing group is an error unless `overwrite`; each group is written atomically.
+    class_names. An existing group is an error unless `overwrite`; the groups are written in one transaction.
     Returns the group names written.
     """
     from embedkit.store import open_store
@@ -100,11 +100,11 @@ def encode_to_store(
         "config": config,  # stored as JSON text, read back as a dict
     }
     total, done = sum(len(s.images) for s in image_sets), 0
-    for image_set, group in zip(image_sets, groups):
-        attrs = {**provenance, "dataset": image_set.dataset, "split": image_set.split,
-                 "class_names": list(image_set.class_names)}
-        with store.group_writer(group, encoder.dim, attrs, overwrite=overwrite,
-                                expected_rows=len(image_set.images)) as writer:
+    with store.transaction(groups, overwrite=overwrite) as transaction:  # every split lands, or none
+        for image_set, group in zip(image_sets, groups):
+            attrs = {**provenance, "dataset": image_set.dataset, "split": image_set.split,
+                     "class_names": list(image_set.class_names)}
+            writer = transaction.new_group(group, encoder.dim, attrs, expected_rows=len(image_set.images))
             batches = iter_embeddings(encoder, image_set.images, batch_size=batch_size, device=device,
                                       on_progress=on_progress, done_before=done, total=total)
             start = 0
@@ -112,5 +112,5 @@ def encode_to_store(
                 rows = np.arange(start, start + len(embeddings), dtype=np.int64)
                 writer.append(embeddings, image_set.labels[rows], rows)
                 start += len(embeddings)
-        done += len(image_set.images)
+            done += len(image_set.images)
     return groups

@@ -142,7 +142,7 @@ def fit_latent_to_store(source_store: Path | str, out_store: Path | str, config:
     config JSON with method, the LatentConfig, the source store and its groups' content ids.
     """
     from embedkit.index import knn
-    from embedkit.store import open_store
+    from embedkit.store import GroupData, open_store
 
     source_store, out_store = Path(source_store), Path(out_store)
     if out_store.exists() and source_store.exists() and out_store.resolve() == source_store.resolve():
@@ -164,11 +164,10 @@ def fit_latent_to_store(source_store: Path | str, out_store: Path | str, config:
                   "source_content_ids": {p.name: source.content_id(p.name) for p in parts},
                   "fitted_together": list(GROUPS), "projector": False}
     out = open_store(out_store, create=True)
-    start = 0
-    for part in parts:
-        stop = start + len(part.embeddings)
-        attrs = {key: part.attrs[key] for key in ("dataset", "split", "class_names") if key in part.attrs}
-        out.write_group(part.name, fit.vectors[start:stop], part.labels, part.ids,
-                        {**attrs, "config": provenance}, overwrite=True)
-        start = stop
+    offsets = np.cumsum([0] + [len(part.embeddings) for part in parts])
+    fitted = [GroupData(part.name, fit.vectors[start:stop], part.labels, part.ids,
+                        {**{key: part.attrs[key] for key in ("dataset", "split", "class_names") if key in part.attrs},
+                         "config": provenance})
+              for part, start, stop in zip(parts, offsets[:-1], offsets[1:])]
+    out.write_groups(fitted, overwrite=True)  # train and test land together, or neither
     return LatentRun(out.path, len(parts[0].embeddings), len(parts[1].embeddings), config, seconds, fit.epoch_terms)

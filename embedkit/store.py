@@ -44,9 +44,9 @@ from embedkit.store_schema import (
     reason,
     validated,
 )
-from embedkit.store_writer import GroupWriter
+from embedkit.store_writer import GroupWriter, SingleGroupTransaction, StoreTransaction
 
-__all__ = ["SCHEMA_VERSION", "GroupData", "GroupInfo", "GroupWriter", "Store", "add_npy", "open_store"]
+__all__ = ["SCHEMA_VERSION", "GroupData", "GroupInfo", "GroupWriter", "Store", "StoreTransaction", "add_npy", "open_store"]
 
 LOCK_TIMEOUT_S = 60.0
 
@@ -198,12 +198,25 @@ class Store:
 
         Everything is validated before the store is touched.
         """
-        where = f"{self.path}: group '{group}'"
-        emb, labels, ids = validated(where, embeddings, labels, ids, dim=None, first_id=0)
-        check_unique(where, ids)
-        with self.group_writer(group, emb.shape[1], attrs, overwrite=overwrite, expected_rows=len(emb)) as writer:
-            writer.append(emb, labels, ids)
-        return writer.content_id
+        return self.write_groups([GroupData(group, embeddings, labels, ids, attrs or {})], overwrite=overwrite)[0]
+
+    def write_groups(self, groups: list[GroupData], *, overwrite: bool = False) -> list[str]:
+        """Write whole groups in one transaction (labels and ids may be None): all land, or none. Content ids back.
+
+        Everything is validated before the store is touched.
+        """
+        checked = []
+        for data in groups:
+            where = f"{self.path}: group '{data.name}'"
+            emb, labels, ids = validated(where, data.embeddings, data.labels, data.ids, dim=None, first_id=0)
+            check_unique(where, ids)
+            checked.append((data.name, emb, labels, ids, data.attrs))
+        with self.transaction([name for name, *_ in checked], overwrite=overwrite) as transaction:
+            writers = []
+            for name, emb, labels, ids, attrs in checked:
+                writers.append(transaction.new_group(name, emb.shape[1], attrs, expected_rows=len(emb)))
+                writers[-1].append(emb, labels, ids)
+        return [writer.content_id for writer in writers]
 
     def group_writer(
         self,
@@ -213,12 +226,20 @@ class Store:
         *,
         overwrite: bool = False,
         expected_rows: int | None = None,
-    ) -> "GroupWriter":
+    ) -> SingleGroupTransaction:
         """A context manager to stream a group in chunks (`w.append(emb, labels, ids)`); atomic on a clean exit.
 
         If the block raises (or the process dies), the store is left exactly as it was.
         """
-        return GroupWriter(self, group, int(dim), attrs or {}, overwrite, expected_rows)
+        return SingleGroupTransaction(self, group, int(dim), attrs or {}, overwrite, expected_rows)
+
+    def transaction(self, groups: list[str], *, overwrite: bool = False) -> StoreTransaction:
+        """A context manager writing several groups at once (`t.new_group(...)`): all of them land, or none.
+
+        Used where one command writes related groups (train and test of an encoder), so an interrupted run never
+        leaves one without the other and a rerun needs no --overwrite.
+        """
+        return StoreTransaction(self, list(groups), overwrite)
 
 
 def add_npy(

@@ -41,24 +41,26 @@ CHUNK_BYTES = 1 << 20  # HDF5 chunks of about 1 MiB
 LIBVER = ("v110", "latest")
 
 
-class GroupWriter:
-    """Streams one group into a new copy of the store; the copy replaces the store only on a clean exit."""
+class StoreTransaction:
+    """Writes one or more groups into a new copy of the store; they replace the store together on a clean exit.
 
-    def __init__(self, store, group: str, dim: int, attrs: dict, overwrite: bool, expected_rows: int | None):
-        check_group_name(store.path, group)
-        if dim < 1:
-            raise StoreError(f"{store.path}: group '{group}': dimension must be at least 1, got {dim}")
-        self.store, self.group, self.dim = store, group, dim
-        self.attrs, self.overwrite, self.expected_rows = attrs, overwrite, expected_rows
-        self.rows = 0
-        self.content_id = uuid.uuid4().hex
-        self._where = f"{store.path}: group '{group}'"
+    The groups are named up front (the copy leaves them out); each is streamed through `new_group`. If the block
+    raises, the process dies, or a named group was not written, the store is left exactly as it was.
+    """
+
+    def __init__(self, store, groups: list[str], overwrite: bool):
+        for group in groups:
+            check_group_name(store.path, group)
+        if len(set(groups)) != len(groups) or not groups:
+            raise StoreError(f"{store.path}: a transaction needs distinct group names, got {list(groups)}")
+        self.store, self.groups, self.overwrite = store, tuple(groups), overwrite
+        self._writers: dict[str, GroupWriter] = {}
         self._lock_fd: int | None = None
         self._tmp: Path | None = None
         self._h5 = None
         self._ctrl_c = DeferredCtrlC()
 
-    def __enter__(self) -> "GroupWriter":
+    def __enter__(self) -> "StoreTransaction":
         path = self.store.path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = atomic.acquire_lock(path, self.store.lock_timeout_s)
@@ -66,40 +68,26 @@ class GroupWriter:
             self._ctrl_c.install()
             atomic.remove_crashed_temps(path)
             self._tmp = atomic.temp_path(path)
-            self._h5 = new_copy(self.store, self._tmp, self.group, self.overwrite)
-            with h5_errors(self._where, "cannot write"):
-                self._create_datasets()
+            self._h5 = new_copy(self.store, self._tmp, self.groups, self.overwrite)
             self._ctrl_c.check()
         except BaseException:
             self._abort()
             raise
         return self
 
-    def _create_datasets(self) -> None:
-        rows = max(1, CHUNK_BYTES // (4 * self.dim))
-        if self.expected_rows is not None:
-            rows = max(1, min(rows, self.expected_rows))
-        g = self._h5.create_group(self.group)
-        # fletcher32: a checksum per chunk, so flipped bytes on disk are an error, never silent wrong numbers
-        g.create_dataset("embeddings", (0, self.dim), np.float32, maxshape=(None, self.dim), chunks=(rows, self.dim),
-                         fletcher32=True)
-        for name in ("labels", "ids"):
-            g.create_dataset(name, (0,), np.int64, maxshape=(None,), chunks=(max(rows, 1024),), fletcher32=True)
-
-    def append(self, embeddings: np.ndarray, labels: np.ndarray | None = None, ids: np.ndarray | None = None) -> None:
-        """Append rows: embeddings (n, D), labels (n,) or None (-1), ids (n,) or None (running row numbers)."""
+    def new_group(self, group: str, dim: int, attrs: dict | None = None, *,
+                  expected_rows: int | None = None) -> "GroupWriter":
+        """Start writing `group` (one of the transaction's groups); append rows to the returned writer."""
+        where = f"{self.store.path}: group '{group}'"
         if self._h5 is None:
-            raise StoreError(f"{self._where}: append outside the `with store.group_writer(...)` block")
-        self._ctrl_c.check()
-        emb, labels, ids = validated(self._where, embeddings, labels, ids, dim=self.dim, first_id=self.rows)
-        start, stop = self.rows, self.rows + len(emb)
-        with h5_errors(self._where, "cannot write"):
-            g = self._h5[self.group]
-            for name, values in (("embeddings", emb), ("labels", labels), ("ids", ids)):
-                g[name].resize(stop, axis=0)
-                g[name][start:stop] = values
-        self.rows = stop
-        self._ctrl_c.check()
+            raise StoreError(f"{where}: new_group outside the `with store.transaction(...)` block")
+        if group not in self.groups or group in self._writers:
+            raise StoreError(f"{where}: not one of this transaction's unwritten groups {list(self.groups)}")
+        if dim < 1:
+            raise StoreError(f"{where}: dimension must be at least 1, got {dim}")
+        writer = GroupWriter(self, group, int(dim), attrs or {}, expected_rows)
+        self._writers[group] = writer
+        return writer
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is not None:
@@ -107,8 +95,16 @@ class GroupWriter:
             return False
         try:
             self._ctrl_c.check()  # a Ctrl-C pressed since the last chunk: abandon rather than commit
-            with h5_errors(self._where, "cannot write"):
-                self._commit()
+            missing = [g for g in self.groups if g not in self._writers]
+            if missing:
+                raise StoreError(f"{self.store.path}: group '{missing[0]}' was never written; the store is unchanged")
+            for writer in self._writers.values():
+                writer.finish()
+            with h5_errors(str(self.store.path), "cannot write"):
+                self._h5.close()
+            self._h5 = None
+            atomic.commit(self._tmp, self.store.path)
+            self._tmp = None
         except BaseException:
             self._abort()
             raise
@@ -117,19 +113,6 @@ class GroupWriter:
             atomic.release_lock(self._lock_fd)
             self._lock_fd = None
         return False
-
-    def _commit(self) -> None:
-        g = self._h5[self.group]
-        check_unique(self._where, g["ids"][()])
-        dataset, _, split = self.group.rpartition("/")
-        defaults = {"dataset": dataset or split, "split": split if dataset else "", "created": now()}
-        write_attrs(self._where, g.attrs, {**defaults, **self.attrs})
-        write_attrs(self._where, g.attrs, {"embedkit_version": version(), "content_id": self.content_id}, reserved=True)
-        g.attrs["schema_version"] = SCHEMA_VERSION  # written last: a group without it is incomplete
-        self._h5.close()
-        self._h5 = None
-        atomic.commit(self._tmp, self.store.path)
-        self._tmp = None
 
     def _abort(self) -> None:
         if self._h5 is not None:
@@ -143,6 +126,81 @@ class GroupWriter:
         self._ctrl_c.restore()
         atomic.release_lock(self._lock_fd)
         self._lock_fd = None
+
+
+class GroupWriter:
+    """Streams one group of a transaction in chunks. As a context manager it is a transaction of its own group."""
+
+    def __init__(self, transaction: StoreTransaction, group: str, dim: int, attrs: dict, expected_rows: int | None):
+        self.group, self.dim, self.attrs = group, dim, attrs
+        self.rows = 0
+        self.content_id = uuid.uuid4().hex
+        self._transaction = transaction
+        self._where = f"{transaction.store.path}: group '{group}'"
+        self._owns_transaction = False
+        with h5_errors(self._where, "cannot write"):
+            self._create_datasets(expected_rows)
+
+    def _create_datasets(self, expected_rows: int | None) -> None:
+        rows = max(1, CHUNK_BYTES // (4 * self.dim))
+        if expected_rows is not None:
+            rows = max(1, min(rows, expected_rows))
+        g = self._transaction._h5.create_group(self.group)
+        # fletcher32: a checksum per chunk, so flipped bytes on disk are an error, never silent wrong numbers
+        g.create_dataset("embeddings", (0, self.dim), np.float32, maxshape=(None, self.dim), chunks=(rows, self.dim),
+                         fletcher32=True)
+        for name in ("labels", "ids"):
+            g.create_dataset(name, (0,), np.int64, maxshape=(None,), chunks=(max(rows, 1024),), fletcher32=True)
+
+    def append(self, embeddings: np.ndarray, labels: np.ndarray | None = None, ids: np.ndarray | None = None) -> None:
+        """Append rows: embeddings (n, D), labels (n,) or None (-1), ids (n,) or None (running row numbers)."""
+        h5 = self._transaction._h5
+        if h5 is None:
+            raise StoreError(f"{self._where}: append outside the `with store.transaction(...)` block")
+        self._transaction._ctrl_c.check()
+        emb, labels, ids = validated(self._where, embeddings, labels, ids, dim=self.dim, first_id=self.rows)
+        start, stop = self.rows, self.rows + len(emb)
+        with h5_errors(self._where, "cannot write"):
+            g = h5[self.group]
+            for name, values in (("embeddings", emb), ("labels", labels), ("ids", ids)):
+                g[name].resize(stop, axis=0)
+                g[name][start:stop] = values
+        self.rows = stop
+        self._transaction._ctrl_c.check()
+
+    def finish(self) -> None:
+        """Check the ids and write the attrs; `schema_version` last, as a group without it is incomplete."""
+        with h5_errors(self._where, "cannot write"):
+            g = self._transaction._h5[self.group]
+            check_unique(self._where, g["ids"][()])
+            dataset, _, split = self.group.rpartition("/")
+            defaults = {"dataset": dataset or split, "split": split if dataset else "", "created": now()}
+            write_attrs(self._where, g.attrs, {**defaults, **self.attrs})
+            write_attrs(self._where, g.attrs, {"embedkit_version": version(), "content_id": self.content_id},
+                        reserved=True)
+            g.attrs["schema_version"] = SCHEMA_VERSION
+
+
+class SingleGroupTransaction:
+    """`store.group_writer(...)`: a transaction of one group, used as `with ... as writer: writer.append(...)`."""
+
+    def __init__(self, store, group: str, dim: int, attrs: dict, overwrite: bool, expected_rows: int | None):
+        self._transaction = StoreTransaction(store, [group], overwrite)
+        if dim < 1:
+            raise StoreError(f"{store.path}: group '{group}': dimension must be at least 1, got {dim}")
+        self._args = (group, dim, attrs, expected_rows)
+
+    def __enter__(self) -> GroupWriter:
+        group, dim, attrs, expected_rows = self._args
+        self._transaction.__enter__()
+        try:
+            return self._transaction.new_group(group, dim, attrs, expected_rows=expected_rows)
+        except BaseException:
+            self._transaction._abort()
+            raise
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        return self._transaction.__exit__(exc_type, exc, tb)
 
 
 class DeferredCtrlC:
@@ -176,8 +234,8 @@ class DeferredCtrlC:
             self._previous = None
 
 
-def new_copy(store, tmp: Path, group: str, overwrite: bool):
-    """A new HDF5 file at `tmp` holding every group of the store except `group`, opened for writing.
+def new_copy(store, tmp: Path, groups: tuple[str, ...], overwrite: bool):
+    """A new HDF5 file at `tmp` holding every group of the store except `groups`, opened for writing.
 
     StoreError (and nothing written) if the store or one of the groups to copy is damaged.
     """
@@ -187,11 +245,7 @@ def new_copy(store, tmp: Path, group: str, overwrite: bool):
         if old is not None:
             check_root(store.path, old)
         existing = [] if old is None else leaf_groups(store.path, old)
-        if group in existing and not overwrite:
-            raise StoreError(f"{store.path}: group '{group}' already exists (overwrite it with --overwrite)")
-        for other in existing:
-            if other != group and (other.startswith(group + "/") or group.startswith(other + "/")):
-                raise StoreError(f"{store.path}: group '{group}' would nest with existing group '{other}'")
+        _check_new_names(store.path, groups, existing, overwrite)
         with h5_errors(store.path):
             created = read_attrs(old.attrs).get("created", now()) if old is not None else now()
         with h5_errors(store.path, f"cannot create the new copy {tmp.name} beside it"):
@@ -201,13 +255,23 @@ def new_copy(store, tmp: Path, group: str, overwrite: bool):
                 write_attrs(str(store.path), new.attrs, {"created": created, "embedkit_version": version(),
                                                          "schema_version": SCHEMA_VERSION}, reserved=True)
             for other in existing:
-                if other != group:
+                if other not in groups:
                     _copy_group(store.path, old, new, other)
         except BaseException:
             with contextlib.suppress(*H5_ERRORS):
                 new.close()
             raise
     return new
+
+
+def _check_new_names(path: Path, groups: tuple[str, ...], existing: list[str], overwrite: bool) -> None:
+    """StoreError if a group exists (without `overwrite`) or would nest inside, or hold, another group."""
+    for group in groups:
+        if group in existing and not overwrite:
+            raise StoreError(f"{path}: group '{group}' already exists (overwrite it with --overwrite)")
+        for other in [*existing, *groups]:
+            if other != group and (other.startswith(group + "/") or group.startswith(other + "/")):
+                raise StoreError(f"{path}: group '{group}' would nest with group '{other}'")
 
 
 def _copy_group(path: Path, old, new, name: str) -> None:

@@ -102,6 +102,24 @@ def test_encode_to_store_writes_groups_with_provenance(checkpoint, image_folder,
     assert encode_to_store(checkpoint, str(image_folder), ["train"], store_path, device="cpu", overwrite=True)
 
 
+def test_encode_interrupted_between_splits_writes_neither_and_reruns(checkpoint, image_folder, tmp_path):
+    from embedkit.store import open_store
+
+    store_path = tmp_path / "store.h5"
+    open_store(store_path, create=True).write_group("other/kept", np.ones((3, 8), np.float32))
+
+    def interrupt_in_the_second_split(done: int, total: int) -> None:
+        if done > 16:  # 16 train images, then the test split
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        encode_to_store(checkpoint, str(image_folder), ["train", "test"], store_path, device="cpu", batch_size=4,
+                        on_progress=interrupt_in_the_second_split)
+    assert open_store(store_path).groups() == ["other/kept"]
+    assert encode_to_store(checkpoint, str(image_folder), ["train", "test"], store_path, device="cpu")  # no --overwrite
+    assert open_store(store_path).groups() == ["other/kept", "tiny/test", "tiny/train"]
+
+
 def test_cli_train_encode_and_plot_losses(runner, cli_app, image_folder, tmp_path):
     run = tmp_path / "run"
     result = runner.invoke(cli_app, ["train", "--dataset", str(image_folder), "--epochs", "2", "--batch-size", "8",

@@ -149,6 +149,35 @@ def test_error_inside_group_writer_leaves_store_unchanged(store_path, rng):
     assert not list(store_path.parent.glob(".store.h5.tmp-*"))
 
 
+def test_transaction_writes_every_group_or_none(store_path, rng):
+    from embedkit.store import GroupData
+
+    train, test = rng.normal(size=(30, 8)).astype(np.float32), rng.normal(size=(7, 8)).astype(np.float32)
+    before = digest(store_path)
+    with pytest.raises(RuntimeError, match="between groups"):
+        with open_store(store_path).transaction(["pair/train", "pair/test"]) as transaction:
+            transaction.new_group("pair/train", 8).append(train)
+            raise RuntimeError("between groups")
+    with pytest.raises(StoreError, match="'pair/test' was never written"):
+        with open_store(store_path).transaction(["pair/train", "pair/test"]) as transaction:
+            transaction.new_group("pair/train", 8).append(train)
+    with pytest.raises(StoreError, match="not one of this transaction's unwritten groups"):
+        with open_store(store_path).transaction(["pair/train"]) as transaction:
+            transaction.new_group("pair/test", 8)
+    assert digest(store_path) == before and open_store(store_path).groups() == ["cifar10/train"]
+    store = open_store(store_path)
+    ids = store.write_groups([GroupData("pair/train", train, np.arange(30) % 3, None, {"note": "a"}),
+                              GroupData("pair/test", test, None, np.arange(7) + 100, {})])
+    assert store.groups() == ["cifar10/train", "pair/test", "pair/train"]
+    assert [store.content_id("pair/train"), store.content_id("pair/test")] == ids
+    got = store.read("pair/test")
+    assert np.array_equal(got.embeddings, test) and np.array_equal(got.ids, np.arange(7) + 100)
+    assert np.array_equal(got.labels, np.full(7, -1)) and store.read("pair/train").attrs["note"] == "a"
+    with pytest.raises(StoreError, match="'pair/test' already exists"):  # checked for every group, before writing
+        store.write_groups([GroupData("new/one", train, None, None, {}), GroupData("pair/test", test, None, None, {})])
+    assert "new/one" not in open_store(store_path)
+
+
 def test_second_writer_waits_then_fails_cleanly(store_path, rng):
     with open_store(store_path).group_writer("cifar10/test", 8) as writer:
         writer.append(rng.normal(size=(4, 8)))
