@@ -127,16 +127,7 @@ def old_store(tmp_path, rng) -> tuple[Path, dict[str, np.ndarray]]:
 # ---------------------------------------------------------------- add and pairs: no torch, a second or two each
 
 
-# Known bug, reported: most Ctrl-C presses during `add` land while h5py runs a weakref callback, where Python prints
-# "Exception ignored ... KeyboardInterrupt" and drops the interrupt; the add then completes and exits 0. Timing decides
-# (5 of 6 runs here), so the mark cannot be strict.
-_ADD_CTRL_C = pytest.param(signal.SIGINT, id="ctrl-c", marks=pytest.mark.xfail(
-    strict=False, reason="store_writer.py GroupWriter: a Ctrl-C raised inside an h5py weakref callback is "
-                         "swallowed; the add completes with exit 0. Defer SIGINT to chunk boundaries as "
-                         "train._deferred_sigint does"))
-
-
-@pytest.mark.parametrize("sig", [SIGNALS[0], _ADD_CTRL_C])
+@pytest.mark.parametrize("sig", SIGNALS)
 def test_add_interrupted_keeps_the_store_and_reruns(tmp_path, rng, old_store, sig):
     store, old = old_store
     big = tmp_path / "big.npy"
