@@ -2,49 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import time
 from pathlib import Path
-from typing import Annotated, Callable, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from cli.app import baseline_app, console, err_console, print_json
+from cli.app import baseline_app, console, print_json
 from cli.options import DataRootOption, JsonOption, WorkspaceOption
+from cli.progress import phase_progress
 
 LAPLACIAN_STORE_NAME = "laplacian.h5"
-
-
-@contextlib.contextmanager
-def _phase_progress() -> Iterator[tuple[Callable[[str], None], Callable[[int, int], None]]]:
-    """(on_phase, on_progress) callbacks drawing one line per phase on stderr: a bar with rate and ETA while a
-    phase reports progress, elapsed time otherwise; finished phases stay on screen with their duration."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskProgressColumn,
-                               TextColumn, TimeElapsedColumn, TimeRemainingColumn)
-
-    progress = Progress(SpinnerColumn(finished_text="[green]done"), TextColumn("{task.description:<12}"),
-                        BarColumn(), MofNCompleteColumn(), TaskProgressColumn(), TextColumn("{task.fields[rate]}"),
-                        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console)
-    current: dict = {}
-
-    def on_phase(name: str) -> None:
-        _finish(progress, current)
-        current.update(task=progress.add_task(name, total=None, rate=""), t0=time.perf_counter())
-
-    def on_progress(done: int, total: int) -> None:
-        rate = done / max(time.perf_counter() - current["t0"], 1e-9)
-        progress.update(current["task"], completed=done, total=total, rate=f"{rate:,.0f}/s")
-
-    with progress:
-        yield on_phase, on_progress
-        _finish(progress, current)
-
-
-def _finish(progress, current: dict) -> None:
-    """Mark the running phase (the last task added) complete, so its line shows "done" and its duration."""
-    if current:
-        total = progress.tasks[-1].total or 1
-        progress.update(current["task"], total=total, completed=total)
 
 
 @baseline_app.command("laplacian")
@@ -83,7 +50,7 @@ def laplacian(
     from embedkit.workspace import Workspace
 
     store = out if out is not None else Workspace.at(workspace).root / LAPLACIAN_STORE_NAME
-    with _phase_progress() as (on_phase, on_progress):
+    with phase_progress() as (on_phase, on_progress):
         run = fit_laplacian_to_store(dataset, store, dim=dim, k=k, pca_dim=pca_dim or None, data_root=data_root,
                                      overwrite=overwrite, seed=seed, on_progress=on_progress, on_phase=on_phase)
     if json_out:

@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from rich.text import Text
 
-from cli.app import app, console, err_console, print_json
+from cli.app import app, console, print_json
 from cli.options import DataRootOption, JsonOption
+from cli.progress import progress_bar
 
 PrepareOption = Annotated[
     bool,
@@ -66,31 +65,17 @@ def _source_cell(row: dict) -> str:
     return f"{row['layout']}: {row['source']}"
 
 
-class _RateColumn(ProgressColumn):
-    """Images decoded per second."""
-
-    def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} images/s" if speed else "", style="progress.data.speed")
-
-
 def _decode_uncached(root: Path, rows: list[dict]) -> bool:
     """Load every found image-tree split that is not cached yet, with a progress bar; True if any was loaded."""
     from embedkit.data import load_images
 
     todo = [row for row in rows if row["found"] and not row["cached"] and row["layout"] in ("tar.gz", "image folder")]
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), _RateColumn())
     archives_done = set()  # one pass over an archive decodes and caches all of its splits
-    with Progress(*columns, TimeRemainingColumn(), console=err_console, transient=True) as progress:
-        for row in todo:
-            if row["source"] in archives_done:
-                continue
-            if row["layout"] == "tar.gz":
-                archives_done.add(row["source"])
-            task = progress.add_task(f"decoding {row['dataset']} {row['split']}", total=None)
-            load_images(row["dataset"], row["split"], root, on_progress=_updater(progress, task))
+    for row in todo:
+        if row["source"] in archives_done:
+            continue
+        if row["layout"] == "tar.gz":
+            archives_done.add(row["source"])
+        with progress_bar(f"decoding {row['dataset']} {row['split']}", "images") as on_progress:
+            load_images(row["dataset"], row["split"], root, on_progress=on_progress)
     return bool(todo)
-
-
-def _updater(progress: Progress, task):
-    return lambda done, total: progress.update(task, completed=done, total=total)

@@ -4,14 +4,14 @@ library, prints a table (or one JSON object with --json) and writes its figures 
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
-from typing import Annotated, Callable, Iterator, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
 
 from cli.app import app, console, err_console, plot_app, print_json
 from cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption
+from cli.progress import progress_bar
 
 StoresArgument = Annotated[
     Optional[list[Path]],
@@ -53,29 +53,6 @@ def _status(message: str, quiet: bool) -> Iterator[None]:
         return
     with err_console.status(message):
         yield
-
-
-@contextlib.contextmanager
-def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
-    """An on_progress callback drawing a bar (rate, ETA) on stderr from its first call; no call, no bar."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                        TimeRemainingColumn(), console=err_console, transient=True)
-    state: dict = {}
-
-    def update(done: int, total: int) -> None:
-        if "task" not in state:
-            progress.start()
-            state["task"], state["t0"] = progress.add_task(description, total=total, rate=""), time.perf_counter()
-        rate = done / max(time.perf_counter() - state["t0"], 1e-9)
-        progress.update(state["task"], completed=done, total=total, rate=f"{rate:,.0f}/s" if done else "")
-
-    try:
-        yield update
-    finally:
-        if "task" in state:
-            progress.stop()
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
@@ -210,7 +187,7 @@ def anomaly(
 
     results = []
     for path in _stores(stores, workspace):
-        with _progress(f"encoding {ood} into {path.name}") as on_progress:
+        with progress_bar(f"encoding {ood} into {path.name}") as on_progress:
             results.append(anomaly_store(path, ood, k, reference_group=reference, normal_group=normal,
                                          data_root=data_root, device=device, on_progress=on_progress))
     out_dir = _out_dir(out, workspace, "anomaly")

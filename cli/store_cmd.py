@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
-from typing import Annotated, Callable, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from cli.app import app, console, err_console, print_json
+from cli.app import app, console, print_json
 from cli.options import JsonOption, WorkspaceOption
+from cli.progress import progress_bar
 from embedkit.errors import ConfigError
 
 PROGRESS_MIN_ROWS = 20_000  # smaller jobs finish before a bar would help
@@ -27,33 +27,6 @@ def _store_path(store: Path | None, workspace: Path | None) -> Path:
     from embedkit.workspace import Workspace
 
     return store if store is not None else Workspace.at(workspace).default_store
-
-
-@contextlib.contextmanager
-def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
-    """An on_progress callback drawing a bar (rate, ETA) on stderr once a job has PROGRESS_MIN_ROWS rows."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(
-        TextColumn(description), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err_console, transient=True,
-    )
-    state: dict = {}
-
-    def update(done: int, total: int) -> None:
-        if total < PROGRESS_MIN_ROWS:
-            return
-        if "task" not in state:
-            progress.start()
-            state["task"], state["t0"] = progress.add_task(description, total=total, rate=""), time.perf_counter()
-        rate = done / max(time.perf_counter() - state["t0"], 1e-9)
-        progress.update(state["task"], completed=done, rate=f"{rate:,.0f} rows/s" if done else "")
-
-    try:
-        yield update
-    finally:
-        if "task" in state:
-            progress.stop()
 
 
 @app.command("add")
@@ -75,7 +48,7 @@ def add(
 
     path = _store_path(store, workspace)
     attrs = {"class_names": class_names.split(",")} if class_names else {}
-    with _progress(f"adding {group}") as on_progress:
+    with progress_bar(f"adding {group}", "rows", min_total=PROGRESS_MIN_ROWS) as on_progress:
         info = add_npy(path, group, embeddings, labels, ids, attrs=attrs, overwrite=overwrite, on_progress=on_progress)
     if json_out:
         print_json({"store": str(path), "group": group, "n": info.n, "dim": info.dim,
@@ -149,7 +122,7 @@ def neighbors(
     from embedkit.index import neighbors_json, save_neighbors
 
     path = _store_path(store, workspace)
-    with _progress("searching") as on_progress:
+    with progress_bar("searching", "rows", min_total=PROGRESS_MIN_ROWS) as on_progress:
         result = find_neighbors(path, group, k, farthest=farthest, query_group=query_group,
                                 query_ids=_parse_ids(ids), metric=metric, index_kind=index, on_progress=on_progress)
     if out is not None:
@@ -202,7 +175,7 @@ def pairs(
 
     path = _store_path(store, workspace)
     start = time.perf_counter()
-    with _progress("pairs") as on_progress:
+    with progress_bar("pairs", "rows", min_total=PROGRESS_MIN_ROWS) as on_progress:
         written = make_pairs(path, group, k, out, metric=metric, on_progress=on_progress)
     seconds = time.perf_counter() - start
     if json_out:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import time
 from pathlib import Path
-from typing import Annotated, Callable, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from cli.app import app, console, err_console, plot_app, print_json
 from cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption
+from cli.progress import progress_bar
 from embedkit.errors import ConfigError
 
 
@@ -25,42 +24,10 @@ ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue the run i
                                             "from its last.pt; only --epochs and --device may change.")]
 
 
-@contextlib.contextmanager
-def _progress(description: str, unit: str, per_step: int = 1) -> Iterator[Callable[..., None]]:
-    """An on_progress(done, total, note="") callback drawing a bar with `unit`/s and ETA on stderr.
-
-    `per_step` converts progress counts into units (a training step is `batch_size` images).
-    """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.progress import TimeRemainingColumn
-
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console, transient=False,
-    )
-    state: dict = {}
-
-    def update(done: int, total: int, note: str = "") -> None:
-        if "task" not in state:
-            progress.start()
-            state["task"] = progress.add_task(description, total=total, rate="")
-            state["t0"], state["done0"] = time.perf_counter(), done
-        elapsed = max(time.perf_counter() - state["t0"], 1e-9)
-        rate = (done - state["done0"]) * per_step / elapsed
-        progress.update(state["task"], completed=done, total=total, rate=f"{rate:,.0f} {unit}/s",
-                        description=f"{description} {note}".strip())
-
-    try:
-        yield update
-    finally:
-        if "task" in state:
-            progress.stop()
-
-
 def _load_split(dataset: str, split: str, data_root: Path | None):
     from embedkit.data import load_images
 
-    with _progress(f"loading {dataset} {split}", "items") as on_progress:
+    with progress_bar(f"loading {dataset} {split}", "items", keep=True) as on_progress:
         return load_images(dataset, split, data_root, on_progress=on_progress)
 
 
@@ -162,7 +129,7 @@ def train_command(
     note = {"text": ""}
     on_log = lambda record: note.update(text=f"loss {record['total']:.2f}")  # noqa: E731
     try:
-        with _progress("training", "img", per_step=config.batch_size) as bar:
+        with progress_bar("training", "img", per_step=config.batch_size, keep=True) as bar:
             result = train(config, folder, train_set, test_set, resume=resume, device=device,
                            on_progress=lambda done, total: bar(done, total, note["text"]), on_log=on_log)
     except KeyboardInterrupt:
@@ -189,7 +156,7 @@ def _fit_latent(options: dict, source_store, out, k, run_options: bool, device: 
     ws = Workspace.at(workspace)
     source = source_store if source_store is not None else ws.default_store
     target = out if out is not None else ws.root / "latent.h5"
-    with _progress("latent optimization", "steps") as bar:
+    with progress_bar("latent optimization", "steps", keep=True) as bar:
         run = fit_latent_to_store(source, target, config, device=device, on_progress=bar)
     if json_out:
         print_json(run.to_json())
@@ -250,7 +217,7 @@ def encode_command(
     checkpoint = checkpoint if checkpoint is not None else ws.latest_checkpoint()
     store_path = out if out is not None else ws.default_store
     splits = split or ["train", "test"]
-    with _progress(f"encoding {dataset}", "img") as on_progress:
+    with progress_bar(f"encoding {dataset}", "img", keep=True) as on_progress:
         groups = encode_to_store(checkpoint, dataset, splits, store_path, data_root=data_root, device=device,
                                  batch_size=batch_size, overwrite=overwrite, on_progress=on_progress)
     infos = [open_store(store_path).info(group) for group in groups]
