@@ -33,7 +33,10 @@ def laplacian(
                      "dims, ~13 min over the 3,072 raw pixels); 0 = raw pixels."),
     ] = 128,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the groups if the store has them.")] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the PCA sample and the eigensolver's start.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the PCA sample, the eigensolver's start and "
+                                      "--subset.")] = 0,
+    subset: Annotated[Optional[int], typer.Option("--subset", help="Embed N random images of each split (quick "
+                                                  "looks; ids keep the rows in the split).", show_default=False)] = None,
     data_root: DataRootOption = None,
     workspace: WorkspaceOption = None,
     json_out: JsonOption = False,
@@ -52,7 +55,8 @@ def laplacian(
     store = out if out is not None else Workspace.at(workspace).root / LAPLACIAN_STORE_NAME
     with phase_progress() as (on_phase, on_progress):
         run = fit_laplacian_to_store(dataset, store, dim=dim, k=k, pca_dim=pca_dim or None, data_root=data_root,
-                                     overwrite=overwrite, seed=seed, on_progress=on_progress, on_phase=on_phase)
+                                     overwrite=overwrite, seed=seed, subset=subset, on_progress=on_progress,
+                                     on_phase=on_phase)
     if json_out:
         print_json(run.to_json())
         return

@@ -203,6 +203,9 @@ def encode_command(
                                                 show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace groups that already exist.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 512,
+    subset: Annotated[Optional[int], typer.Option("--subset", help="Encode N random images of each split (seed 0; "
+                                                  "ids keep the rows in the split) for a quick look.",
+                                                  show_default=False)] = None,
     device: DeviceOption = "auto",
     workspace: WorkspaceOption = None,
     data_root: DataRootOption = None,
@@ -219,7 +222,7 @@ def encode_command(
     splits = split or ["train", "test"]
     with progress_bar(f"encoding {dataset}", "img", keep=True) as on_progress:
         groups = encode_to_store(checkpoint, dataset, splits, store_path, data_root=data_root, device=device,
-                                 batch_size=batch_size, overwrite=overwrite, on_progress=on_progress)
+                                 batch_size=batch_size, overwrite=overwrite, subset=subset, on_progress=on_progress)
     infos = [open_store(store_path).info(group) for group in groups]
     if json_out:
         print_json({"store": str(store_path), "checkpoint": str(checkpoint),

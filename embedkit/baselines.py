@@ -50,6 +50,7 @@ class LaplacianConfig:
     k: int = DEFAULT_K
     pca_dim: int | None = DEFAULT_PCA_DIM
     seed: int = 0
+    subset: int | None = None  # images per split, drawn with `seed` (None: all)
     method: str = METHOD
     weights: str = "binary, (A + A^T) / 2"
 
@@ -268,6 +269,7 @@ def fit_laplacian_to_store(
     splits: tuple[str, ...] = ("train", "test"),
     overwrite: bool = False,
     seed: int = 0,
+    subset: int | None = None,
     on_progress: ProgressFn | None = None,
     on_phase: PhaseFn | None = None,
 ) -> LaplacianRun:
@@ -275,9 +277,10 @@ def fit_laplacian_to_store(
 
     The eigenmap is transductive: it only places the rows it was fitted on, so train and test are fitted together.
     Groups hold labels, ids (row in the split) and attrs dataset, split, class_names, config (JSON).
+    `subset`: only that many images of each split, drawn with `seed`.
     `on_phase` announces "load <split>", then the phases of `laplacian_eigenmaps`, then "write".
     """
-    from embedkit.data import load_images
+    from embedkit.data import load_images, subset_rows
     from embedkit.store import GroupData, open_store
 
     started = time.perf_counter()
@@ -292,22 +295,26 @@ def fit_laplacian_to_store(
     shapes = {s.images.shape[1:] for s in sets}
     if len(shapes) > 1:
         raise DataError(f"{dataset}: splits have different image shapes {sorted(shapes)}; cannot embed them together")
+    if subset is not None and subset < 1:
+        raise ConfigError(f"subset must be at least 1 image per split, got {subset}")
+    rows = [subset_rows(len(s.images), subset, seed) for s in sets]
+    rows = [np.arange(len(s.images)) if r is None else r for s, r in zip(sets, rows)]
     load_s = round(time.perf_counter() - started, 3)
-    x = np.concatenate([flatten_pixels(s.images) for s in sets])
+    x = np.concatenate([flatten_pixels(s.images[r] if subset is not None else s.images) for s, r in zip(sets, rows)])
     used_pca = pca_dim if pca_dim is not None and pca_dim < x.shape[1] else None
-    config = LaplacianConfig(dim=dim, k=k, pca_dim=used_pca, seed=seed)
+    config = LaplacianConfig(dim=dim, k=k, pca_dim=used_pca, seed=seed, subset=subset)
     result = laplacian_eigenmaps(x, dim, k, pca_dim=pca_dim, seed=seed, on_progress=on_progress, on_phase=on_phase)
     del x
     if on_phase is not None:
         on_phase("write")
-    offsets = np.cumsum([0] + [len(s.labels) for s in sets])
-    parts = [GroupData(group, result.embedding[start:stop], s.labels, np.arange(stop - start),
+    offsets = np.cumsum([0] + [len(r) for r in rows])
+    parts = [GroupData(group, result.embedding[start:stop], s.labels[r], r,
                        {"dataset": s.dataset, "split": s.split, "class_names": list(s.class_names),
                         "config": {**asdict(config), "n_components": result.n_components, "source": s.source}})
-             for s, group, start, stop in zip(sets, groups, offsets[:-1], offsets[1:])]
+             for s, r, group, start, stop in zip(sets, rows, groups, offsets[:-1], offsets[1:])]
     store.write_groups(parts, overwrite=overwrite)  # train and test land together, or neither
     seconds = {"load": load_s, **result.seconds, "total": round(time.perf_counter() - started, 3)}
-    return LaplacianRun(store.path, groups, {g: len(s.labels) for g, s in zip(groups, sets)}, config,
+    return LaplacianRun(store.path, groups, {g: len(r) for g, r in zip(groups, rows)}, config,
                         result.n_components, seconds)
 
 

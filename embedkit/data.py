@@ -327,6 +327,16 @@ def _describe(source: Source, split: str, listings: dict[Path, dict]) -> dict:
     return {"n_images": len(entries), "class_names": list(class_names), "cached": cached}
 
 
+def subset_rows(n: int, size: int | None, seed: int) -> np.ndarray | None:
+    """`size` of `n` rows drawn without replacement with `seed`, sorted (None if size is None or >= n).
+
+    Splits stored class by class make a plain `images[:n]` a sample of a few classes only.
+    """
+    if size is None or size >= n:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
 def to_rgb32(images: np.ndarray) -> np.ndarray:
     """(N, H, W, 1 or 3) uint8 -> (N, 32, 32, 3) uint8: bilinear resize (antialiased) and grey repeated to RGB.
 

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from embedkit.data import CIFAR10_MEAN, CIFAR10_STD, load_images, normalize, to_float_tensor, to_rgb32
+from embedkit.data import CIFAR10_MEAN, CIFAR10_STD, load_images, normalize, subset_rows, to_float_tensor, to_rgb32
 from embedkit.device import pick_device
-from embedkit.errors import StoreError
+from embedkit.errors import ConfigError, StoreError
 from embedkit.models import file_digest, load_checkpoint
 
 Progress = Callable[[int, int], None] | None
@@ -76,9 +76,13 @@ def encode_to_store(
     device: str = "auto",
     batch_size: int = 512,
     overwrite: bool = False,
+    subset: int | None = None,
+    seed: int = 0,
     on_progress: Progress = None,
 ) -> list[str]:
     """Encode each split of `dataset` with the checkpoint's encoder into group `<dataset>/<split>` of the store.
+
+    `subset`: encode only that many images of each split, drawn with `seed` (ids keep their rows in the split).
 
     Groups carry provenance attrs: checkpoint (path), checkpoint_digest (sha256), config (JSON), dataset, split,
     class_names. An existing group is an error unless `overwrite`; the groups are written in one transaction.
@@ -86,6 +90,8 @@ def encode_to_store(
     """
     from embedkit.store import open_store
 
+    if subset is not None and subset < 1:
+        raise ConfigError(f"subset must be at least 1 image per split, got {subset}")
     checkpoint = Path(checkpoint)
     encoder, config = load_checkpoint(checkpoint)
     store = open_store(store_path, create=True)
@@ -99,18 +105,26 @@ def encode_to_store(
         "checkpoint_digest": file_digest(checkpoint),
         "config": config,  # stored as JSON text, read back as a dict
     }
-    total, done = sum(len(s.images) for s in image_sets), 0
+    rows = [_rows(len(s.images), subset, seed) for s in image_sets]
+    total, done = sum(len(r) for r in rows), 0
     with store.transaction(groups, overwrite=overwrite) as transaction:  # every split lands, or none
-        for image_set, group in zip(image_sets, groups):
+        for image_set, group, split_rows in zip(image_sets, groups, rows):
             attrs = {**provenance, "dataset": image_set.dataset, "split": image_set.split,
                      "class_names": list(image_set.class_names)}
-            writer = transaction.new_group(group, encoder.dim, attrs, expected_rows=len(image_set.images))
-            batches = iter_embeddings(encoder, image_set.images, batch_size=batch_size, device=device,
+            images = image_set.images if subset is None else image_set.images[split_rows]
+            writer = transaction.new_group(group, encoder.dim, attrs, expected_rows=len(images))
+            batches = iter_embeddings(encoder, images, batch_size=batch_size, device=device,
                                       on_progress=on_progress, done_before=done, total=total)
             start = 0
             for embeddings in batches:
-                rows = np.arange(start, start + len(embeddings), dtype=np.int64)
-                writer.append(embeddings, image_set.labels[rows], rows)
+                ids = split_rows[start : start + len(embeddings)]
+                writer.append(embeddings, image_set.labels[ids], ids)
                 start += len(embeddings)
-            done += len(image_set.images)
+            done += len(images)
     return groups
+
+
+def _rows(n: int, subset: int | None, seed: int) -> np.ndarray:
+    """The rows of a split to encode: all of them, or a seeded sorted sample of `subset`."""
+    rows = subset_rows(n, subset, seed)
+    return np.arange(n, dtype=np.int64) if rows is None else rows

@@ -18,11 +18,13 @@ from embedkit.augment import ViewConfig, make_views, normalize_batch, to_unit_fl
 from embedkit.errors import ConfigError
 
 
-def read_neighbour_table(path: Path | str, n_images: int) -> np.ndarray:
-    """(n_images, k) int64: row r holds the train-split rows of image r's k nearest neighbours.
+def read_neighbour_table(path: Path | str, n_images: int) -> tuple[np.ndarray, np.ndarray]:
+    """(covered (M,), table (n_images, k)) int64: the rows the pairs file has neighbours for (sorted), and in
+    row r of the table the train-split rows of image r's k nearest neighbours (-1 for rows not covered).
 
-    Raises ConfigError (one line, naming the file) if the pairs file is missing, unreadable, malformed, or does not
-    cover exactly the `n_images` rows of the training split.
+    A file made on a store of a sample of the split (`encode --subset`) covers only those rows.
+    Raises ConfigError (one line, naming the file) if the pairs file is missing, unreadable, malformed, or names
+    rows outside the `n_images` rows of the training split.
     """
     import h5py
 
@@ -38,19 +40,19 @@ def read_neighbour_table(path: Path | str, n_images: int) -> np.ndarray:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the pairs file ({exc})") from None
     _check_table(path, ids, neighbours, n_images)
-    table = np.empty_like(neighbours)
+    table = np.full((n_images, neighbours.shape[1]), -1, dtype=np.int64)
     table[ids] = neighbours
-    return table
+    return np.sort(ids), table
 
 
 def _check_table(path: Path, ids: np.ndarray, neighbours: np.ndarray, n_images: int) -> None:
     if ids.ndim != 1 or neighbours.ndim != 2 or len(neighbours) != len(ids) or neighbours.shape[1] < 1:
         raise ConfigError(f"{path}: malformed pairs file (ids {ids.shape}, neighbor_ids {neighbours.shape})")
-    if len(ids) != n_images:
-        raise ConfigError(f"{path}: pairs for {len(ids)} images but the training split has {n_images} "
-                          "(make the pairs on a store of the same train split)")
-    if not np.array_equal(np.sort(ids), np.arange(n_images)):
-        raise ConfigError(f"{path}: ids are not the rows 0..{n_images - 1} of the training split")
+    if len(ids) > n_images or (len(ids) and (ids.min() < 0 or ids.max() >= n_images)):
+        raise ConfigError(f"{path}: pairs for {len(ids)} images up to row {ids.max()}, but the training split has "
+                          f"{n_images} (make the pairs on a store of the same train split)")
+    if len(np.unique(ids)) != len(ids):
+        raise ConfigError(f"{path}: ids repeat; a pairs file lists each row of the training split once")
     if neighbours.min() < 0 or neighbours.max() >= n_images:
         raise ConfigError(f"{path}: neighbor_ids outside the training split's rows 0..{n_images - 1}")
 
@@ -60,7 +62,7 @@ class NeighbourPairs:
 
     def __init__(self, images: np.ndarray, neighbours: np.ndarray, config: ViewConfig, device: torch.device, *,
                  anchor_rows: np.ndarray | None = None, augment: bool = False):
-        """images: (N, H, W, 3) uint8, the whole train split; neighbours: (N, k) rows into `images`.
+        """images: (N, H, W, 3) uint8, the whole train split; neighbours: (N, k) rows into `images` (-1: none).
 
         anchor_rows: the rows trained on (a `--subset`), None for all; their positives may be any train image.
         augment: False gives both sides plain resize + normalisation; True gives both sides the VICReg views.

@@ -2,8 +2,9 @@
 
 A writer takes an exclusive lock on `<store>.lock`, copies the other groups into a temp file beside the store
 (HDF5 copies their raw chunks, then every chunk of the copy is read back through its checksum, so a damaged
-group is refused rather than carried over), streams the new group in chunks, fsyncs and renames the temp file
-over the store. A crash, `kill -9`, Ctrl-C or any error leaves the old file exactly as it was.
+group is refused rather than carried over), streams the new group(s) in chunks, fsyncs and renames the temp file
+over the store. A crash, `kill -9`, Ctrl-C or any error leaves the old file exactly as it was. A transaction may
+write several groups (train and test of one model): they land together or not at all.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ ENCODER_MODELS = ("vicreg", "no-variance", "neighbour-positives")
 
 @dataclass(frozen=True)
 class StudyPlan:
-    """How much of everything a preset runs. `train_subset=None` trains on all 50,000 images."""
+    """How much of everything a preset runs. `train_subset=None` trains on all 50,000 images;
+    `images_per_split=None` encodes and embeds every image of each split."""
 
     preset: str
     train_preset: str
@@ -34,6 +35,7 @@ class StudyPlan:
     test_images: int
     laplacian_pca: int
     tsne_points: int
+    images_per_split: int | None = None
     pairs_k: int = 3
     anomaly_k: int = 2
     cluster_k: int = 10
@@ -48,7 +50,7 @@ PLANS = {
     "gpu": StudyPlan("gpu", "gpu", vicreg_epochs=200, ablation_epochs=100, latent_epochs=200, train_subset=None,
                      test_images=2048, laplacian_pca=128, tsne_points=10000),
     "smoke": StudyPlan("smoke", "cpu", vicreg_epochs=1, ablation_epochs=1, latent_epochs=3, train_subset=256,
-                       test_images=64, laplacian_pca=32, tsne_points=200),
+                       test_images=64, laplacian_pca=32, tsne_points=200, images_per_split=500),
 }
 
 

@@ -17,7 +17,8 @@ def build_stages(plan, paths, *, data_root: Path | None, device: str, on_progres
     """Every stage in order; `records` is filled by the runner as stages finish (the report reads it)."""
     from embedkit.study import ENCODER_MODELS, MODELS
 
-    data = {"dataset": DATASET, "data_root": str(data_root or ""), "seed": plan.seed}
+    data = {"dataset": DATASET, "data_root": str(data_root or ""), "seed": plan.seed,
+            "images_per_split": plan.images_per_split}
     stages: list[Stage] = []
     for model in ENCODER_MODELS:
         stages += _encoder_stages(model, plan, paths, data, data_root, device, on_progress)
@@ -64,8 +65,9 @@ def _encoder_stages(model, plan, paths, data, data_root, device, on_progress) ->
 
     return [
         Stage(f"train-{model}", f"train {model}", key, run_training, outputs=(checkpoint,), after=after),
-        Stage(f"encode-{model}", f"encode CIFAR-10 and MNIST with {model}", {**data, "groups": [TRAIN_GROUP,
-              TEST_GROUP, OOD_GROUP]}, lambda: _encode(checkpoint, paths.store(model), data_root, device, on_progress),
+        Stage(f"encode-{model}", f"encode CIFAR-10 and MNIST with {model}",
+              {**data, "groups": [TRAIN_GROUP, TEST_GROUP, OOD_GROUP]},
+              lambda: _encode(checkpoint, paths.store(model), plan, data_root, device, on_progress),
               outputs=(paths.store(model),), after=(f"train-{model}",)),
     ]
 
@@ -84,13 +86,14 @@ def _train(config, run_dir: Path, data_root, device, on_progress) -> dict:
             "images_per_s": round(result.images_per_s, 1), "train": result.train_terms, "test": result.test_terms}
 
 
-def _encode(checkpoint: Path, store: Path, data_root, device, on_progress) -> dict:
+def _encode(checkpoint: Path, store: Path, plan, data_root, device, on_progress) -> dict:
     from embedkit.encode import encode_to_store
 
+    subset = dict(subset=plan.images_per_split, seed=plan.seed)
     groups = encode_to_store(checkpoint, DATASET, ["train", "test"], store, data_root=data_root, device=device,
-                             overwrite=True, on_progress=on_progress)
+                             overwrite=True, on_progress=on_progress, **subset)
     groups += encode_to_store(checkpoint, "mnist", ["test"], store, data_root=data_root, device=device,
-                              overwrite=True, on_progress=on_progress)
+                              overwrite=True, on_progress=on_progress, **subset)
     return {"store": str(store), "groups": groups}
 
 
@@ -116,7 +119,8 @@ def _fit_laplacian(paths, plan, data_root, on_progress) -> dict:
     from embedkit.baselines import fit_laplacian_to_store
 
     run = fit_laplacian_to_store(DATASET, paths.store("laplacian"), pca_dim=plan.laplacian_pca,
-                                 data_root=data_root, overwrite=True, seed=plan.seed, on_progress=on_progress)
+                                 data_root=data_root, overwrite=True, seed=plan.seed, subset=plan.images_per_split,
+                                 on_progress=on_progress)
     return run.to_json()
 
 

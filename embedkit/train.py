@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from embedkit.augment import AugmentedPairs, PairSource
+from embedkit.data import subset_rows
 from embedkit.device import pick_device
 from embedkit.errors import CheckpointError, ConfigError
 from embedkit.losses import vicreg_loss
@@ -211,7 +212,8 @@ def make_pair_source(config: TrainConfig, images: np.ndarray, device: torch.devi
 
     images: (N, H, W, 3) uint8, the train split; anchor_rows: the rows trained on (None: all of them).
     Plain VICReg: two augmented views of each image. With `config.positives`: the image and one of its k nearest
-    neighbours in the pairs file (which may lie outside `anchor_rows`), augmented only with `augment_positives`.
+    neighbours in the pairs file (which may lie outside `anchor_rows`), augmented only with `augment_positives`;
+    a pairs file over a sample of the split trains on that sample (`config.subset` of it with a subset).
     """
     if config.positives is None:
         return AugmentedPairs(images if anchor_rows is None else images[anchor_rows], config.views, device)
@@ -221,7 +223,10 @@ def make_pair_source(config: TrainConfig, images: np.ndarray, device: torch.devi
     if config.positives_sha256 is not None and pairs_digest(config.positives) != config.positives_sha256:
         raise ConfigError(f"{config.positives}: pairs file changed since the run was configured "
                           f"(expected {config.positives_sha256})")
-    table = read_neighbour_table(config.positives, len(images))
+    covered, table = read_neighbour_table(config.positives, len(images))
+    if len(covered) < len(images):  # pairs made on a sample of the split: its rows are the anchors
+        rows = subset_rows(len(covered), config.subset, config.seed)
+        anchor_rows = covered if rows is None else covered[rows]
     return NeighbourPairs(images, table, config.views, device, anchor_rows=anchor_rows,
                           augment=config.augment_positives)
 
@@ -237,22 +242,12 @@ def _train_rows(config: TrainConfig, images: np.ndarray) -> np.ndarray | None:
     """Rows of the training images trained on: None for all, or a seeded sorted subset of `config.subset`."""
     if len(images) < 2:
         raise ConfigError(f"{len(images)} training image(s): VICReg needs at least 2")
-    return _subset_rows(len(images), config.subset, config.seed)
-
-
-def _subset_rows(n: int, size: int | None, seed: int) -> np.ndarray | None:
-    """`size` of `n` rows drawn without replacement with `seed`, sorted (None if size is None or >= n).
-
-    Splits stored class by class make a plain `images[:n]` a sample of a few classes only.
-    """
-    if size is None or size >= n:
-        return None
-    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+    return subset_rows(len(images), config.subset, config.seed)
 
 
 def _sample(images: np.ndarray, n: int | None, seed: int) -> np.ndarray:
     """`n` images drawn without replacement with `seed`, in their original order (all of them if n is None or more)."""
-    rows = _subset_rows(len(images), n, seed)
+    rows = subset_rows(len(images), n, seed)
     return images if rows is None else images[rows]
 
 

@@ -183,6 +183,23 @@ def test_cli_writes_train_and_test_groups(runner, cli_app, image_folder, tmp_pat
     assert "connected components" in table.output and "32" in table.output
 
 
+def test_cli_subset_embeds_a_seeded_sample_of_each_split_with_its_rows_as_ids(runner, cli_app, image_folder,
+                                                                              tmp_path):
+    from embedkit.data import load_images, subset_rows
+    from embedkit.store import open_store
+
+    out = tmp_path / "lap.h5"
+    result = runner.invoke(cli_app, ["baseline", "laplacian", "--dataset", str(image_folder), "--dim", "2", "--k", "3",
+                                     "--subset", "6", "--seed", "1", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    for split, n in (("train", 24), ("test", 8)):
+        group = open_store(out).read(f"tiny/{split}")
+        rows = subset_rows(n, 6, 1)
+        assert len(set(rows)) == 6 and np.array_equal(group.ids, rows)
+        assert np.array_equal(group.labels, load_images(str(image_folder), split).labels[rows])
+        assert group.attrs["config"]["subset"] == 6
+
+
 def test_cli_dim_too_large_is_one_line_error(runner, cli_app, image_folder, tmp_path):
     out = tmp_path / "lap.h5"
     result = runner.invoke(cli_app, ["baseline", "laplacian", "--dataset", str(image_folder), "--dim", "32",

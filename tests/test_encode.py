@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from embedkit.encode import encode_images, encode_to_store
-from embedkit.errors import StoreError
+from embedkit.errors import ConfigError, StoreError
 from embedkit.models import build_encoder, checkpoint_payload, file_digest, load_checkpoint, save_checkpoint
 
 PREP = {"size": 32, "mean": [0.4914, 0.4822, 0.4465], "std": [0.247, 0.2435, 0.2616]}
@@ -100,6 +100,23 @@ def test_encode_to_store_writes_groups_with_provenance(checkpoint, image_folder,
     with pytest.raises(StoreError, match="'tiny/train' already exists"):
         encode_to_store(checkpoint, str(image_folder), ["train"], store_path, device="cpu")
     assert encode_to_store(checkpoint, str(image_folder), ["train"], store_path, device="cpu", overwrite=True)
+
+
+def test_encode_subset_encodes_a_seeded_sample_with_its_rows_as_ids(checkpoint, image_folder, tmp_path):
+    from embedkit.data import load_images, subset_rows
+    from embedkit.store import open_store
+
+    store_path = tmp_path / "store.h5"
+    encode_to_store(checkpoint, str(image_folder), ["train", "test"], store_path, device="cpu", subset=5, seed=2)
+    encoder, _ = load_checkpoint(checkpoint)
+    for split, n in (("train", 16), ("test", 8)):
+        rows = subset_rows(n, 5, 2)
+        source = load_images(str(image_folder), split)
+        group = open_store(store_path).read(f"tiny/{split}")
+        assert np.array_equal(group.ids, rows) and np.array_equal(group.labels, source.labels[rows])
+        assert np.allclose(group.embeddings, encode_images(encoder, source.images[rows], device="cpu"), atol=1e-6)
+    with pytest.raises(ConfigError, match="subset must be at least 1"):
+        encode_to_store(checkpoint, str(image_folder), ["test"], tmp_path / "other.h5", device="cpu", subset=0)
 
 
 def test_encode_interrupted_between_splits_writes_neither_and_reruns(checkpoint, image_folder, tmp_path):

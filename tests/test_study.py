@@ -1,4 +1,5 @@
-"""`embedkit study --smoke` end to end on a tiny generated data root: every stage, the page, the rerun."""
+"""`embedkit study --smoke` end to end on a tiny generated data root (every stage, the page, the rerun) and on
+the real data (a few hundred images per split)."""
 
 from __future__ import annotations
 
@@ -117,3 +118,28 @@ def test_page_loads_every_image_in_a_headless_browser(smoke_study):
     loaded = re.search(r'data-loaded="(\d+)"', dom)
     assert images and loaded, "the page's image check did not run"
     assert int(images.group(1)) > 0 and loaded.group(1) == images.group(1)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_smoke_study_on_real_data_uses_a_few_hundred_images_per_split(real_data_root, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from embedkit.store import open_store
+    from embedkit.study import MODELS, PLANS
+
+    result = CliRunner(env={"COLUMNS": "120", "NO_COLOR": "1"}).invoke(
+        app, ["study", "--smoke", "--workspace", str(tmp_path), "--data-root", str(real_data_root), "--json"])
+    assert result.exit_code == 0, result.output
+    study = tmp_path / "study"
+    results = json.loads((study / "report" / "results.json").read_text())
+    assert set(results["models"]) == set(MODELS)
+    n = PLANS["smoke"].images_per_split
+    for model in MODELS:
+        store = open_store(study / "stores" / f"{model}.h5")
+        for group in ("cifar10/train", "cifar10/test"):
+            ids = store.read(group).ids
+            assert len(ids) == n and len(np.unique(ids)) == n and ids.max() >= n, (model, group)  # a sample, not a head
+        classes = np.unique(store.read("cifar10/train").labels)
+        assert len(classes) == 10, model

@@ -220,11 +220,33 @@ def test_neighbour_positives_train_records_the_pairs_file_and_encode(tmp_path, i
     assert np.isfinite(encode_images(encoder, images, device="cpu")).all()
 
 
+def test_pairs_over_a_sample_of_the_split_train_on_that_sample(tmp_path, images):
+    from embedkit.index import make_pairs
+    from embedkit.store import open_store
+    from embedkit.train import make_pair_source
+
+    rows = np.array([1, 4, 5, 9, 12, 17, 20, 30])  # a store made with `encode --subset`: ids are rows in the split
+    emb = np.random.default_rng(5).normal(size=(len(rows), 4)).astype(np.float32)
+    open_store(tmp_path / "sample.h5", create=True).write_group("cifar10/train", emb, None, rows)
+    pairs = make_pairs(tmp_path / "sample.h5", "cifar10/train", 2, tmp_path / "pairs.h5")
+    source = make_pair_source(make_config("cpu", **TINY, positives=pairs), images, torch.device("cpu"))
+    assert len(source) == len(rows)
+    anchors, positives = source.positive_rows(torch.arange(len(rows)), torch.Generator().manual_seed(0))
+    assert anchors.tolist() == rows.tolist() and set(positives.tolist()) <= set(rows.tolist())
+    brute = np.linalg.norm(emb[:, None] - emb[None], axis=2) + np.diag(np.full(len(rows), np.inf))
+    nearest_two = {r: set(rows[np.argsort(d)[:2]]) for r, d in zip(rows, brute)}
+    assert all(p in nearest_two[a] for a, p in zip(anchors.tolist(), positives.tolist()))
+    subset = make_pair_source(make_config("cpu", **{**TINY, "subset": 3}, positives=pairs), images,
+                              torch.device("cpu"))
+    assert len(subset) == 3 and set(subset.anchors.tolist()) <= set(rows.tolist())
+
+
 def test_bad_pairs_files_are_one_line_config_errors(tmp_path, images):
-    pairs = _tiny_pairs(tmp_path, len(images) - 1)
+    pairs = _tiny_pairs(tmp_path, len(images) + 1)
     with pytest.raises(ConfigError, match="pairs file not found"):
         make_config("cpu", **TINY, positives=tmp_path / "nope.h5")
-    with pytest.raises(ConfigError, match=r"pairs\.h5: pairs for 31 images but the training split has 32"):
+    with pytest.raises(ConfigError, match=r"pairs\.h5: pairs for 33 images up to row 32, but the training split "
+                                          r"has 32"):
         train(make_config("cpu", **TINY, positives=pairs), tmp_path / "run", images)
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
     with pytest.raises(ConfigError, match=r"junk\.h5: cannot read the pairs file"):
