@@ -93,16 +93,16 @@ def study(
     if json_out:
         print_json({"report": str(page), "results": str(results_path), "models": models})
         return
-    _print_models(models)
+    _print_models(models, "embedkit study")
     console.print(f"report -> {page}")
 
 
-def _print_models(models: dict[str, dict]) -> None:
+def _print_models(models: dict[str, dict], title: str) -> None:
     from rich.table import Table
 
     from embedkit.report import REFERENCE_PROBE, TABLE_COLUMNS
 
-    table = Table(title="embedkit study")
+    table = Table(title=title)
     table.add_column("model")
     for _, label in TABLE_COLUMNS:
         table.add_column(label, justify="right")
@@ -139,4 +139,4 @@ def compare(
     if json_out:
         print_json({"models": models})
         return
-    _print_models(models)
+    _print_models(models, "embedkit compare")
