@@ -280,7 +280,7 @@ def fit_laplacian_to_store(
     `subset`: only that many images of each split, drawn with `seed`.
     `on_phase` announces "load <split>", then the phases of `laplacian_eigenmaps`, then "write".
     """
-    from embedkit.data import load_images, subset_rows
+    from embedkit.data import chosen_rows, load_images
     from embedkit.store import GroupData, open_store
 
     started = time.perf_counter()
@@ -297,8 +297,7 @@ def fit_laplacian_to_store(
         raise DataError(f"{dataset}: splits have different image shapes {sorted(shapes)}; cannot embed them together")
     if subset is not None and subset < 1:
         raise ConfigError(f"subset must be at least 1 image per split, got {subset}")
-    rows = [subset_rows(len(s.images), subset, seed) for s in sets]
-    rows = [np.arange(len(s.images)) if r is None else r for s, r in zip(sets, rows)]
+    rows = [chosen_rows(len(s.images), subset, seed) for s in sets]
     load_s = round(time.perf_counter() - started, 3)
     x = np.concatenate([flatten_pixels(s.images[r] if subset is not None else s.images) for s, r in zip(sets, rows)])
     used_pca = pca_dim if pca_dim is not None and pca_dim < x.shape[1] else None

@@ -337,6 +337,12 @@ def subset_rows(n: int, size: int | None, seed: int) -> np.ndarray | None:
     return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
 
 
+def chosen_rows(n: int, size: int | None, seed: int) -> np.ndarray:
+    """Like `subset_rows`, but all rows 0..n-1 when there is no subset: (M,) int64, sorted."""
+    rows = subset_rows(n, size, seed)
+    return np.arange(n, dtype=np.int64) if rows is None else rows
+
+
 def to_rgb32(images: np.ndarray) -> np.ndarray:
     """(N, H, W, 1 or 3) uint8 -> (N, 32, 32, 3) uint8: bilinear resize (antialiased) and grey repeated to RGB.
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from embedkit.data import CIFAR10_MEAN, CIFAR10_STD, load_images, normalize, subset_rows, to_float_tensor, to_rgb32
+from embedkit.data import CIFAR10_MEAN, CIFAR10_STD, chosen_rows, load_images, normalize, to_float_tensor, to_rgb32
 from embedkit.device import pick_device
 from embedkit.errors import ConfigError, StoreError
 from embedkit.models import file_digest, load_checkpoint
@@ -105,7 +105,7 @@ def encode_to_store(
         "checkpoint_digest": file_digest(checkpoint),
         "config": config,  # stored as JSON text, read back as a dict
     }
-    rows = [_rows(len(s.images), subset, seed) for s in image_sets]
+    rows = [chosen_rows(len(s.images), subset, seed) for s in image_sets]
     total, done = sum(len(r) for r in rows), 0
     with store.transaction(groups, overwrite=overwrite) as transaction:  # every split lands, or none
         for image_set, group, split_rows in zip(image_sets, groups, rows):
@@ -122,9 +122,3 @@ def encode_to_store(
                 start += len(embeddings)
             done += len(images)
     return groups
-
-
-def _rows(n: int, subset: int | None, seed: int) -> np.ndarray:
-    """The rows of a split to encode: all of them, or a seeded sorted sample of `subset`."""
-    rows = subset_rows(n, subset, seed)
-    return np.arange(n, dtype=np.int64) if rows is None else rows
