@@ -150,14 +150,16 @@ def _npy_files(root: Path, rng: np.random.Generator) -> dict[str, str]:
     return paths
 
 
-def _image_folder(root: Path, rng: np.random.Generator) -> Path:
+def image_folder(root: Path, rng: np.random.Generator, n_train: int = 4, n_test: int = 3, size: int = 8) -> Path:
+    """root/{train,test}/{ant,bee}/i.png: random RGB images, `n_train` / `n_test` per class, `size` pixels square."""
     from PIL import Image
 
-    for split, n in (("train", 4), ("test", 3)):
+    for split, n in (("train", n_train), ("test", n_test)):
         for cls in ("ant", "bee"):
             (root / split / cls).mkdir(parents=True)
             for i in range(n):
-                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / split / cls / f"{i}.png")
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / cls / f"{i}.png")
     return root
 
 
@@ -258,7 +260,7 @@ def build_world(base: Path) -> World:
     store = root / "store.h5"
     _write_store(store, rng)
     paths = {"root": str(root), "store": str(store), "afile": str(root / "afile.txt"),
-             "cache": str(base / "cache"), "imgs": str(_image_folder(root / "imgs", rng))}
+             "cache": str(base / "cache"), "imgs": str(image_folder(root / "imgs", rng))}
     (root / "afile.txt").write_text("a regular file, used as a parent folder that cannot exist\n")
     (root / "out").mkdir()
     paths.update(_bad_stores(root, store))

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from reliability_summary import record_interruption
+from reliability_world import image_folder
 
 REPO = Path(__file__).resolve().parents[1]
 SIGNALS = [pytest.param(signal.SIGKILL, id="kill-9"), pytest.param(signal.SIGINT, id="ctrl-c")]
@@ -229,17 +230,6 @@ def test_encode_interrupted_keeps_the_store_and_reruns(tmp_path, rng, old_store,
     record_interruption()
 
 
-def _image_folder(root: Path, rng: np.random.Generator) -> Path:
-    from PIL import Image
-
-    for split, n in (("train", 16), ("test", 2)):
-        for cls in ("ant", "bee"):
-            (root / split / cls).mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / split / cls / f"{i}.png")
-    return root
-
-
 def _log_steps(run: Path) -> list[int]:
     path = run / "log.jsonl"
     if not path.exists():
@@ -253,7 +243,7 @@ def _log_steps(run: Path) -> list[int]:
 def test_train_interrupted_leaves_a_checkpoint_that_resumes(tmp_path, rng, sig):
     from embedkit.models import load_checkpoint, read_checkpoint
 
-    images, run = _image_folder(tmp_path / "imgs", rng), tmp_path / "run"
+    images, run = image_folder(tmp_path / "imgs", rng, n_train=16, n_test=2, size=32), tmp_path / "run"
     steps_per_epoch = 4  # 32 train images, batch 8
     args = ["train", "--dataset", str(images), "--epochs", "100", "--batch-size", "8", "--run-dir", str(run),
             "--device", "cpu"]
