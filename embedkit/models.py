@@ -1,8 +1,8 @@
 """Encoders, the VICReg projector, and checkpoints that carry their own config and preprocessing.
 
 Two encoders share one interface: (N, 3, 32, 32) normalised images -> (N, dim) representations, with `.kind` and
-`.dim` attributes. `resnet18` is the mission's model (a GPU model on this hardware); `small` is a narrow
-strided CNN built to train in minutes on two CPU cores.
+`.dim` attributes. `resnet18` is the mission's model (a GPU model on this hardware); `small` is a five-layer
+VGG-style CNN built to train in minutes on two CPU cores.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from embedkit.errors import CheckpointError
 
 ENCODER_KINDS = ("resnet18", "small")
 CHECKPOINT_FORMAT = "embedkit-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: `small` became the VGG-style encoder; version 1 still loads, except its `small` weights
 _REQUIRED_KEYS = ("format", "version", "encoder", "encoder_state", "config", "preprocessing", "step")
 
 
@@ -54,23 +54,32 @@ def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
 
-class SmallEncoder(nn.Module):
-    """A narrow CNN for CPU training: a stride-1 stem, then three stride-2 stages of two 3x3 convolutions each.
+# The small encoder's 3x3 convolutions: (output channels, 2x2 max-pool after it). Resolutions 32 -> 16 -> 8 -> 8 -> 4.
+SMALL_LAYERS: tuple[tuple[int, bool], ...] = ((32, True), (64, True), (128, False), (256, True), (256, False))
 
-    Widths 32 -> 64 -> 128 -> 256 at resolutions 32 -> 16 -> 8 -> 4, global average pool, then BN, ReLU, Linear
-    to `dim`. Downsampling early keeps most of the compute off the full-resolution maps.
+
+class SmallEncoder(nn.Module):
+    """A VGG-style CNN for CPU training: five 3x3 conv-BN-ReLU layers with max-pooling, about 1.0M parameters.
+
+    Widths and pooling as in SMALL_LAYERS, then global average pool, BN, ReLU, Linear to `dim`. Pooling early keeps
+    the compute off the full-resolution maps, and the wide late layers run at the best rate per FLOP on CPU; at
+    equal training time it beat a stride-2 design of 1.2M parameters by 3 points of linear probe (README).
     """
 
     kind = "small"
 
-    def __init__(self, dim: int = 128, widths: tuple[int, int, int, int] = (32, 64, 128, 256)):
+    def __init__(self, dim: int = 128, layers: tuple[tuple[int, bool], ...] = SMALL_LAYERS):
         super().__init__()
-        layers = _conv_bn_relu(3, widths[0])
-        for c_in, c_out in zip(widths[:-1], widths[1:]):
-            layers += _conv_bn_relu(c_in, c_out, stride=2) + _conv_bn_relu(c_out, c_out)
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        self.backbone = nn.Sequential(*layers)
-        self.head = _representation_head(widths[-1], dim)
+        modules: list[nn.Module] = []
+        channels = 3
+        for width, pool in layers:
+            modules += _conv_bn_relu(channels, width)
+            if pool:
+                modules.append(nn.MaxPool2d(2))
+            channels = width
+        modules += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.backbone = nn.Sequential(*modules)
+        self.head = _representation_head(channels, dim)
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,11 +155,14 @@ def read_checkpoint(path: Path) -> dict:
     missing = [key for key in _REQUIRED_KEYS if key not in payload]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
-    if payload["version"] != CHECKPOINT_VERSION:
+    if payload["version"] not in (1, CHECKPOINT_VERSION):
         raise CheckpointError(f"{path}: checkpoint version {payload['version']}, expected {CHECKPOINT_VERSION}")
     kind = payload["encoder"].get("kind")
     if kind not in ENCODER_KINDS:
         raise CheckpointError(f"{path}: unknown encoder kind {kind!r} (known: {', '.join(ENCODER_KINDS)})")
+    if payload["version"] == 1 and kind == "small":
+        raise CheckpointError(f"{path}: a version-1 checkpoint of the former 7-layer small encoder, which this embedkit "
+                              "no longer builds; retrain it with `embedkit train`")
     return payload
 
 

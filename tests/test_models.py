@@ -43,6 +43,20 @@ def test_resnet18_is_adapted_to_32x32():
     assert encoder.head[0].num_features == 512 and encoder.head[2].out_features == 128
 
 
+def test_small_encoder_is_five_convolutions_pooled_to_4x4():
+    encoder = build_encoder("small").eval()
+    convs = [m for m in encoder.backbone if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 64, 128, 256, 256]
+    assert all(c.kernel_size == (3, 3) and c.stride == (1, 1) for c in convs)
+    maps = []
+    hook = encoder.backbone[-3].register_forward_hook(lambda module, inputs, output: maps.append(inputs[0].shape))
+    with torch.no_grad():
+        encoder(torch.randn(1, 3, 32, 32))
+    hook.remove()
+    assert maps == [(1, 256, 4, 4)]  # the last ReLU's output, just before global average pooling
+    assert 0.9e6 < sum(p.numel() for p in encoder.parameters()) < 1.1e6
+
+
 def test_projector_is_three_linear_layers_to_512():
     projector = build_projector(128).eval()
     linears = [m for m in projector if isinstance(m, torch.nn.Linear)]
@@ -108,6 +122,7 @@ def test_other_torch_files_and_bad_contents_are_rejected(tmp_path):
         ("encoder", {"kind": "vit", "dim": 8}, "unknown encoder kind 'vit'"),
         ("encoder", {"kind": "resnet18", "dim": 8}, "weights do not fit a resnet18 encoder"),
         ("version", 99, "checkpoint version 99"),
+        ("version", 1, "version-1 checkpoint of the former 7-layer small encoder"),
     ]:
         torch.save({**payload, key: value}, other)
         with pytest.raises(CheckpointError, match=message):
