@@ -19,7 +19,7 @@ def _opt(kind: type, flag: str, help_text: str):
 
 
 PresetOption = Annotated[str, typer.Option("--preset", help="Recipe: auto (gpu if CUDA is available, else cpu), "
-                                           "cpu (small encoder, Adam, 5 epochs) or gpu (ResNet-18, LARS, 200 epochs).")]
+                                           "cpu (small encoder, Adam, 6 epochs) or gpu (ResNet-18, LARS, 200 epochs).")]
 ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir (or the latest run) "
                                             "from its last.pt; only --epochs and --device may change.")]
 

@@ -15,6 +15,7 @@ from typing import Callable
 
 from embedkit.errors import ConfigError
 from embedkit.stages import Stage, StageRecord, StageRunner
+from embedkit.train_config import PRESETS
 from embedkit.workspace import Workspace
 
 MODELS = ("vicreg", "no-variance", "neighbour-positives", "latent", "laplacian")
@@ -45,8 +46,8 @@ class StudyPlan:
 # cpu: all of it within an hour on two cores: VICReg gets the most epochs; each ablation gets enough to show its
 # effect. smoke: the same stages on a few hundred images, for tests and a first look.
 PLANS = {
-    "cpu": StudyPlan("cpu", "cpu", vicreg_epochs=5, ablation_epochs=2, latent_epochs=30, train_subset=None,
-                     test_images=2048, laplacian_pca=128, tsne_points=2000),
+    "cpu": StudyPlan("cpu", "cpu", vicreg_epochs=PRESETS["cpu"]["epochs"], ablation_epochs=2, latent_epochs=30,
+                     train_subset=None, test_images=2048, laplacian_pca=128, tsne_points=2000),
     "gpu": StudyPlan("gpu", "gpu", vicreg_epochs=200, ablation_epochs=100, latent_epochs=200, train_subset=None,
                      test_images=2048, laplacian_pca=128, tsne_points=10000),
     "smoke": StudyPlan("smoke", "cpu", vicreg_epochs=1, ablation_epochs=1, latent_epochs=3, train_subset=256,
