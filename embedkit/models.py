@@ -50,8 +50,8 @@ class ResNet18Encoder(nn.Module):
         return self.head(self.backbone(x))
 
 
-def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
 
 # The small encoder's 3x3 convolutions: (output channels, 2x2 max-pool after it). Resolutions 32 -> 16 -> 8 -> 8 -> 4.
