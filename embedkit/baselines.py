@@ -280,9 +280,10 @@ def fit_laplacian_to_store(
     `subset`: only that many images of each split, drawn with `seed`.
     `on_phase` announces "load <split>", then the phases of `laplacian_eigenmaps`, then "write".
     """
-    from embedkit.data import chosen_rows, load_images
+    from embedkit.data import check_subset_size, chosen_rows, load_images
     from embedkit.store import GroupData, open_store
 
+    check_subset_size(subset)
     started = time.perf_counter()
     store = open_store(out_store, create=True)
     sets = []
@@ -295,8 +296,6 @@ def fit_laplacian_to_store(
     shapes = {s.images.shape[1:] for s in sets}
     if len(shapes) > 1:
         raise DataError(f"{dataset}: splits have different image shapes {sorted(shapes)}; cannot embed them together")
-    if subset is not None and subset < 1:
-        raise ConfigError(f"subset must be at least 1 image per split, got {subset}")
     rows = [chosen_rows(len(s.images), subset, seed) for s in sets]
     load_s = round(time.perf_counter() - started, 3)
     x = np.concatenate([flatten_pixels(s.images[r] if subset is not None else s.images) for s, r in zip(sets, rows)])

@@ -25,7 +25,7 @@ import numpy as np
 
 from embedkit import imagefiles
 from embedkit.datacache import cache_stem, read_cache, read_cached_labels, write_cache
-from embedkit.errors import DataError
+from embedkit.errors import ConfigError, DataError
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -335,6 +335,12 @@ def subset_rows(n: int, size: int | None, seed: int) -> np.ndarray | None:
     if size is None or size >= n:
         return None
     return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def check_subset_size(size: int | None) -> None:
+    """ConfigError (one line) unless `size` is None or at least 1: a per-split sample size, checked before loading."""
+    if size is not None and size < 1:
+        raise ConfigError(f"subset must be at least 1 image per split, got {size}")
 
 
 def chosen_rows(n: int, size: int | None, seed: int) -> np.ndarray:

@@ -9,9 +9,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from embedkit.data import CIFAR10_MEAN, CIFAR10_STD, chosen_rows, load_images, normalize, to_float_tensor, to_rgb32
+from embedkit.data import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    check_subset_size,
+    chosen_rows,
+    load_images,
+    normalize,
+    to_float_tensor,
+    to_rgb32,
+)
 from embedkit.device import pick_device
-from embedkit.errors import ConfigError, StoreError
+from embedkit.errors import StoreError
 from embedkit.models import file_digest, load_checkpoint
 
 Progress = Callable[[int, int], None] | None
@@ -90,8 +99,7 @@ def encode_to_store(
     """
     from embedkit.store import open_store
 
-    if subset is not None and subset < 1:
-        raise ConfigError(f"subset must be at least 1 image per split, got {subset}")
+    check_subset_size(subset)
     checkpoint = Path(checkpoint)
     encoder, config = load_checkpoint(checkpoint)
     store = open_store(store_path, create=True)

@@ -200,6 +200,15 @@ def test_cli_subset_embeds_a_seeded_sample_of_each_split_with_its_rows_as_ids(ru
         assert group.attrs["config"]["subset"] == 6
 
 
+def test_cli_subset_below_one_is_one_line_error_and_writes_nothing(runner, cli_app, image_folder, tmp_path):
+    out = tmp_path / "lap.h5"
+    result = runner.invoke(cli_app, ["baseline", "laplacian", "--dataset", str(image_folder), "--dim", "2",
+                                     "--subset", "0", "--out", str(out)])
+    assert result.exit_code == 1
+    assert "subset must be at least 1 image per split, got 0" in result.output and "Traceback" not in result.output
+    assert not list(tmp_path.glob("*lap.h5*"))  # no store, lock or temp file
+
+
 def test_cli_dim_too_large_is_one_line_error(runner, cli_app, image_folder, tmp_path):
     out = tmp_path / "lap.h5"
     result = runner.invoke(cli_app, ["baseline", "laplacian", "--dataset", str(image_folder), "--dim", "32",
