@@ -3,14 +3,11 @@ which the error line must contain one (the file or value at fault)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    args: tuple[str, ...]
-    names: tuple[str, ...]  # the error line must contain one of these (the file or the value at fault)
+import reliability_trust_data
+import reliability_trust_failures
+import reliability_trust_search
+import reliability_trust_writes
+from reliability_case import C, Case
 
 
 def _key(name: str) -> str:
@@ -56,10 +53,6 @@ def _store_cases() -> list[Case]:
                     "foreign-hdf5": "foreign.h5", "folder": "folder.h5"}.get(bad, f"{bad}.h5")
             cases.append(Case(f"{command}-store-{bad}", tuple(a.replace("{S}", path_key) for a in args), (name,)))
     return cases
-
-
-def C(case_id: str, *args: str, names: tuple[str, ...] | str) -> Case:
-    return Case(case_id, args, (names,) if isinstance(names, str) else names)
 
 
 VALUE_CASES = [
@@ -300,7 +293,10 @@ VALUE_CASES = [
       names="cifar10-jpeg.tar.gz"),
 ]
 
-CASES = _store_cases() + VALUE_CASES
+# Issue 14's trust cases, one module per area: wrong answers, data sources, writes, failures reported as success.
+TRUST_CASES = (reliability_trust_search.CASES + reliability_trust_data.CASES + reliability_trust_writes.CASES
+               + reliability_trust_failures.CASES)
+CASES = _store_cases() + VALUE_CASES + TRUST_CASES
 
 
 READ_ONLY_CASES = [

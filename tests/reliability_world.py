@@ -15,6 +15,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+import reliability_trust_data
+import reliability_trust_failures
+import reliability_trust_search
+import reliability_trust_writes
+
 GOOD_GROUPS = {  # name: (rows, dim, labelled)
     "toy/train": (40, 4, True),
     "toy/test": (20, 4, True),
@@ -269,6 +274,9 @@ def build_world(base: Path) -> World:
     paths.update(_run_logs(root))
     paths.update(_data_roots(root))
     paths.update(_more_stores(root, store, rng, paths))
+    for area in (reliability_trust_search, reliability_trust_data, reliability_trust_writes,
+                 reliability_trust_failures):
+        paths.update(area.world_files(root, rng, paths))
     pristine = base / "pristine"
     shutil.copytree(root, pristine, symlinks=True)
     return World(root, pristine, {k.replace(":", "_").replace("-", "_"): v for k, v in paths.items()})
