@@ -35,7 +35,7 @@ def child(data_root: str) -> None:
     import torch  # noqa: F401 - every command that uses the images imports these anyway
     import torchvision  # noqa: F401
 
-    from embedkit.data import load_images
+    from embedkit.data.sources import load_images
 
     imported, cpu = time.perf_counter(), time.process_time()
     sizes = {split: len(load_images("cifar10", split, Path(data_root)).images) for split in ("train", "test")}

@@ -61,7 +61,7 @@ def make_class_vectors(n: int, seed: int, shift: float = 0.0) -> tuple[np.ndarra
 
 def write_synthetic_store(path: Path, n_train: int, n_test: int, n_ood: int) -> None:
     """The benchmark store: synthetic/train, synthetic/test (labelled) and synthetic/ood (shifted, labels -1)."""
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     store = open_store(path, create=True)
     attrs = {"class_names": [f"class{i}" for i in range(CLASSES)]}
@@ -157,7 +157,7 @@ def time_help(cwd: Path) -> dict:
 def real_store_rows(path: Path) -> dict[str, int] | None:
     """Rows per group of the real CIFAR-10 store, or None when it is absent (or has no cifar10/train)."""
     from embedkit.errors import StoreError
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     if not path.is_file():
         return None

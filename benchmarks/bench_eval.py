@@ -40,7 +40,7 @@ def timed(fn, repeat: int = 1):
 def bench_probe(repeat: int) -> dict:
     from sklearn.linear_model import LogisticRegression
 
-    from embedkit.probe import linear_probe
+    from embedkit.eval.probe import linear_probe
 
     rng = np.random.default_rng(0)
     train_x, train_y = synthetic_embeddings(50_000, rng)
@@ -60,8 +60,8 @@ def bench_probe(repeat: int) -> dict:
 def bench_maps_and_clusters() -> dict:
     from sklearn.metrics import silhouette_score
 
-    from embedkit.cluster import cluster_embeddings
-    from embedkit.maps import TSNE_MAX_ITER, project_2d
+    from embedkit.eval.cluster import cluster_embeddings
+    from embedkit.eval.maps import TSNE_MAX_ITER, project_2d
 
     x, labels = synthetic_embeddings(10_000, np.random.default_rng(2))
     _, pca_wall, _ = timed(lambda: project_2d(x, "pca"))

@@ -45,7 +45,7 @@ def linear_probe(train_x, train_y, test_x, test_y) -> float:
 
 def raw_knn_estimate_s(x: np.ndarray, k: int) -> float:
     """Seconds an exact kNN graph over all rows of `x` in its full dimension would take (1,000 rows timed)."""
-    from embedkit.index import build_index, search_index
+    from embedkit.search.index import build_index, search_index
 
     rows = np.random.default_rng(0).choice(len(x), size=min(RAW_KNN_QUERY_ROWS, len(x)), replace=False)
     index = build_index(x, "flat")
@@ -56,8 +56,8 @@ def raw_knn_estimate_s(x: np.ndarray, k: int) -> float:
 
 def run_full(data_root: Path, out: Path, k: int, dim: int, pca_dim: int) -> dict:
     """`fit_laplacian_to_store` on all of CIFAR-10, then a linear probe read back from the store."""
-    from embedkit.baselines import fit_laplacian_to_store
-    from embedkit.store import open_store
+    from embedkit.baselines.laplacian import fit_laplacian_to_store
+    from embedkit.store.store import open_store
 
     run = fit_laplacian_to_store("cifar10", out, dim=dim, k=k, pca_dim=pca_dim, data_root=data_root, overwrite=True)
     store = open_store(out)
@@ -70,8 +70,8 @@ def run_full(data_root: Path, out: Path, k: int, dim: int, pca_dim: int) -> dict
 
 def run_quick(data_root: Path, k: int, dim: int, pca_dim: int) -> tuple[dict, np.ndarray]:
     """The quick run's numbers, and the subset's pixels (N, 3072) for the no-PCA estimate."""
-    from embedkit.baselines import flatten_pixels, laplacian_eigenmaps
-    from embedkit.data import load_images
+    from embedkit.baselines.laplacian import flatten_pixels, laplacian_eigenmaps
+    from embedkit.data.sources import load_images
 
     start = time.perf_counter()
     sets = [load_images("cifar10", split, data_root) for split in ("train", "test")]
@@ -116,8 +116,8 @@ def main() -> None:
 
 
 def _pixels(data_root: Path, x: np.ndarray | None) -> np.ndarray:
-    from embedkit.baselines import flatten_pixels
-    from embedkit.data import load_images
+    from embedkit.baselines.laplacian import flatten_pixels
+    from embedkit.data.sources import load_images
 
     if x is not None:
         return x

@@ -84,7 +84,7 @@ def _search_fn(method: str, folder: Path, reference: np.ndarray):
         model = NearestNeighbors(algorithm="brute").fit(reference)
         search = lambda q, k: model.kneighbors(q, k, return_distance=True)[1]  # noqa: E731
     elif method.startswith("faiss_"):
-        from embedkit.search import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, load_faiss  # same settings as embedkit
+        from embedkit.search.knn import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, load_faiss  # same settings as embedkit
 
         faiss = load_faiss()
         if method == "faiss_flat":
@@ -97,7 +97,7 @@ def _search_fn(method: str, folder: Path, reference: np.ndarray):
             index.hnsw.efSearch = HNSW_EF_SEARCH
         search = lambda q, k: index.search(q, k)[1]  # noqa: E731
     else:
-        from embedkit.index import open_group_index
+        from embedkit.search.index import open_group_index
 
         kind = {"embedkit_hnsw": "hnsw", "embedkit_ivf": "ivf"}.get(method, "flat")
         searcher = open_group_index(folder / "store.h5", "bench/ref", kind=kind,
@@ -167,7 +167,7 @@ def _recall(folder: Path, method: str, k: int, truth: np.ndarray) -> float:
 
 def bench_size(n: int, n_queries: int, n_exact: int, repeats: int, methods: list[str], folder: Path) -> dict:
     """All methods on one (n, 128) reference; exact methods answer the first `n_exact` queries."""
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     reference, queries = make_clustered(n, 128, seed=1), make_clustered(n_queries, 128, seed=2)
     np.save(folder / "reference.npy", reference)

@@ -65,7 +65,7 @@ def write_methods(folder: Path, emb, labels, ids) -> dict[str, Callable[[], None
     """name -> a function writing the arrays from scratch (each removes its previous output first)."""
     import h5py
 
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     npy = [folder / f"{name}.npy" for name in ("embeddings", "labels", "ids")]
 
@@ -101,7 +101,7 @@ def read_methods(folder: Path, rows: np.ndarray) -> dict[str, Callable[[], objec
     """name -> a function reading back what `write_methods` wrote: the whole group, then 1,000 random rows."""
     import h5py
 
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     names = ("embeddings", "labels", "ids")
     sorted_rows = np.sort(rows)

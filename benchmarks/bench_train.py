@@ -5,7 +5,7 @@
 
 "step": one optimiser step on a batch of 256 images with two views (views made on the device, both forward
 passes, loss, backward, Adam), images/s = 256 / step time, on all the threads torch uses. "views": images/s of one
-view of a batch of 256 on ONE thread, for embedkit's batched ops (embedkit.augment), kornia's augmentation
+view of a batch of 256 on ONE thread, for embedkit's batched ops (embedkit.training.views), kornia's augmentation
 pipeline and torchvision's per-image PIL pipeline (the same recipe); the target is batched >= 5x PIL. Each number
 is the median of the repeats after a warm-up. On a shared machine the load average is reported beside them, and
 "images_per_cpu_s" (images per CPU-second of this process) says what a step costs whatever the load: on an idle
@@ -51,7 +51,7 @@ def bench_step(kind: str, repeats: int) -> dict:
     from dataclasses import replace
 
     from embedkit.device import pick_device
-    from embedkit.train import _new_session, _train_step, make_config, make_pair_source
+    from embedkit.training.loop import _new_session, _train_step, make_config, make_pair_source
 
     device = pick_device("auto")
     config = replace(make_config("cpu"), encoder=kind)
@@ -79,7 +79,7 @@ def bench_views(repeats: int) -> dict:
     import torchvision.transforms as T
     from PIL import Image
 
-    from embedkit.augment import ViewConfig, make_views
+    from embedkit.training.views import ViewConfig, make_views
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--encoders", default="small,resnet18", help="comma-separated encoder kinds to time")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "train.json")
     args = parser.parse_args()
-    from embedkit.train import make_config
+    from embedkit.training.loop import make_config
 
     load_before = os.getloadavg()
     views = bench_views(3 if args.quick else 10)

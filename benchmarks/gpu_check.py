@@ -69,7 +69,7 @@ def environment() -> dict:
 
 def faiss_info() -> dict:
     """faiss version and GPU support: faiss-cpu has no StandardGpuResources and reports 0 GPUs."""
-    from embedkit.search import load_faiss
+    from embedkit.search.knn import load_faiss
 
     faiss = load_faiss()
     gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
@@ -90,7 +90,7 @@ def train_step(tiny: bool) -> dict:
     import torch
 
     from embedkit.device import pick_device
-    from embedkit.train import _new_session, _train_step, make_config, make_pair_source
+    from embedkit.training.loop import _new_session, _train_step, make_config, make_pair_source
 
     device, batch = pick_device("auto"), size("step_batch", tiny)
     config = make_config("gpu", batch_size=batch)
@@ -117,7 +117,7 @@ def train_step(tiny: bool) -> dict:
 
 def load_split(split: str, data_root: Path | None, n: int) -> tuple[np.ndarray, str]:
     """(images (N, 32, 32, 3) uint8, where they came from): CIFAR-10 if it can be found, else random images."""
-    from embedkit.data import load_images
+    from embedkit.data.sources import load_images
     from embedkit.errors import DataError
 
     try:
@@ -129,7 +129,7 @@ def load_split(split: str, data_root: Path | None, n: int) -> tuple[np.ndarray, 
 
 def train_run(tiny: bool, data_root: Path | None, run_dir: Path) -> dict:
     """A short run of the gpu preset through `train()`: --subset images, 1 epoch; leaves run_dir/last.pt."""
-    from embedkit.train import make_config, train
+    from embedkit.training.loop import make_config, train
 
     subset = size("subset", tiny)
     start = time.perf_counter()
@@ -147,8 +147,8 @@ def train_run(tiny: bool, data_root: Path | None, run_dir: Path) -> dict:
 
 def encode(tiny: bool, data_root: Path | None, checkpoint: Path) -> dict:
     """Images/s of `encode_images` with the short run's checkpoint, after a warm-up call on a few images."""
-    from embedkit.encode import encode_images
-    from embedkit.models import load_checkpoint
+    from embedkit.training.encode import encode_images
+    from embedkit.training.models import load_checkpoint
 
     n = size("encode_images", tiny)
     images, source = load_split("test", data_root, n)
@@ -207,7 +207,7 @@ def torch_search_fn(reference: np.ndarray, device) -> Callable[[np.ndarray], np.
 def search(tiny: bool) -> dict:
     """k=10 exact search: FAISS Flat on the CPU (truth), torch brute force on the device, FAISS on the GPU if it can."""
     from embedkit.device import pick_device
-    from embedkit.search import load_faiss
+    from embedkit.search.knn import load_faiss
 
     faiss = load_faiss()
     n, n_queries, n_cpu = size("search_n", tiny), size("search_queries", tiny), size("cpu_queries", tiny)

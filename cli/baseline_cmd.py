@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.app import baseline_app, console, print_json
-from cli.options import DataRootOption, JsonOption, WorkspaceOption
-from cli.progress import phase_progress
+from embedkit_cli.app import baseline_app, console, print_json
+from embedkit_cli.options import DataRootOption, JsonOption, WorkspaceOption
+from embedkit_cli.progress import phase_progress
 
 LAPLACIAN_STORE_NAME = "laplacian.h5"
 
@@ -49,7 +49,7 @@ def laplacian(
 
     Writes groups <dataset>/train and <dataset>/test; prints N, dim, seconds per phase, connected components.
     """
-    from embedkit.baselines import fit_laplacian_to_store
+    from embedkit.baselines.laplacian import fit_laplacian_to_store
     from embedkit.workspace import Workspace
 
     store = out if out is not None else Workspace.at(workspace).root / LAPLACIAN_STORE_NAME

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.app import app, console, print_json
-from cli.options import DataRootOption, JsonOption
-from cli.progress import progress_bar
+from embedkit_cli.app import app, console, print_json
+from embedkit_cli.options import DataRootOption, JsonOption
+from embedkit_cli.progress import progress_bar
 
 PrepareOption = Annotated[
     bool,
@@ -21,8 +21,8 @@ PrepareOption = Annotated[
 @app.command("data")
 def data_command(data_root: DataRootOption = None, prepare: PrepareOption = False, as_json: JsonOption = False) -> None:
     """Show which datasets (CIFAR-10, MNIST) were found under the data root, their sizes, classes and sources."""
-    from embedkit.data import available_datasets, resolve_data_root
-    from embedkit.datacache import resolve_cache_dir
+    from embedkit.data.sources import available_datasets, resolve_data_root
+    from embedkit.data.cache import resolve_cache_dir
 
     root, cache = resolve_data_root(data_root), resolve_cache_dir()
     rows = available_datasets(root)
@@ -67,7 +67,7 @@ def _source_cell(row: dict) -> str:
 
 def _decode_uncached(root: Path, rows: list[dict]) -> bool:
     """Load every found image-tree split that is not cached yet, with a progress bar; True if any was loaded."""
-    from embedkit.data import load_images
+    from embedkit.data.sources import load_images
 
     todo = [row for row in rows if row["found"] and not row["cached"] and row["layout"] in ("tar.gz", "image folder")]
     archives_done = set()  # one pass over an archive decodes and caches all of its splits

@@ -9,9 +9,9 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 
-from cli.app import app, console, err_console, plot_app, print_json
-from cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption
-from cli.progress import progress_bar
+from embedkit_cli.app import app, console, err_console, plot_app, print_json
+from embedkit_cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption
+from embedkit_cli.progress import progress_bar
 
 StoresArgument = Annotated[
     Optional[list[Path]],
@@ -80,7 +80,7 @@ def probe(
     json_out: JsonOption = False,
 ) -> None:
     """Linear probe: a linear classifier on the frozen embeddings, plus kNN-classifier accuracy."""
-    from embedkit.probe import probe_store
+    from embedkit.eval.probe import probe_store
 
     rows = []
     for path in _stores(stores, workspace):
@@ -108,8 +108,8 @@ def plot_map(
     json_out: JsonOption = False,
 ) -> None:
     """2-D map (PCA or t-SNE) of a group, points coloured by class; several stores side by side."""
-    from embedkit.maps import map_store
-    from embedkit.plots import plot_maps
+    from embedkit.eval.maps import map_store
+    from embedkit.eval.plots import plot_maps
 
     maps = []
     for path in _stores(stores, workspace):
@@ -143,7 +143,7 @@ def retrieve(
     json_out: JsonOption = False,
 ) -> None:
     """Retrieval grids: per class, a query image with its k nearest and k farthest images in the group."""
-    from embedkit.retrieval import draw_retrieval, retrieve_store
+    from embedkit.eval.retrieval import draw_retrieval, retrieve_store
 
     paths = _stores(stores, workspace)
     first = retrieve_store(paths[0], group, k, per_class=per_class, seed=seed)
@@ -181,9 +181,9 @@ def anomaly(
     json_out: JsonOption = False,
 ) -> None:
     """Anomaly detection by kNN distance: ROC-AUC of normal vs OOD, ROC curves and the most anomalous images."""
-    from embedkit.anomaly import anomaly_store, draw_top_anomalies
+    from embedkit.eval.anomaly import anomaly_store, draw_top_anomalies
     from embedkit.errors import DataError
-    from embedkit.plots import plot_roc
+    from embedkit.eval.plots import plot_roc
 
     results = []
     for path in _stores(stores, workspace):
@@ -223,7 +223,7 @@ def cluster(
     json_out: JsonOption = False,
 ) -> None:
     """k-means clusters vs classes: silhouette, ARI, NMI; a map coloured by cluster beside one by class."""
-    from embedkit.cluster import draw_clusters
+    from embedkit.eval.cluster import draw_clusters
 
     paths = _stores(stores, workspace)
     out_path = _out_dir(out, workspace, "cluster") / f"clusters-{_slug(group)}-k{k}.png"

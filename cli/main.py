@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cli import (  # noqa: F401 - importing a command module registers its commands
+from embedkit_cli import (  # noqa: F401 - importing a command module registers its commands
     baseline_cmd,
     data_cmd,
     eval_cmd,
@@ -10,7 +10,7 @@ from cli import (  # noqa: F401 - importing a command module registers its comma
     study_cmd,
     train_cmd,
 )
-from cli.app import app
+from embedkit_cli.app import app
 
 
 def main() -> None:

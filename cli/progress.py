@@ -10,7 +10,7 @@ import contextlib
 import time
 from typing import Callable, Iterator
 
-from cli.app import err_console
+from embedkit_cli.app import err_console
 
 
 def _rate_text(count: float, since: float, unit: str) -> str:

@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.app import app, console, print_json
-from cli.options import JsonOption, WorkspaceOption
-from cli.progress import progress_bar
+from embedkit_cli.app import app, console, print_json
+from embedkit_cli.options import JsonOption, WorkspaceOption
+from embedkit_cli.progress import progress_bar
 from embedkit.errors import ConfigError
 
 PROGRESS_MIN_ROWS = 20_000  # smaller jobs finish before a bar would help
@@ -44,7 +44,7 @@ def add(
     json_out: JsonOption = False,
 ) -> None:
     """Add embeddings from any model (.npy files) to a store as a new group, atomically."""
-    from embedkit.store import add_npy
+    from embedkit.store.store import add_npy
 
     path = _store_path(store, workspace)
     attrs = {"class_names": class_names.split(",")} if class_names else {}
@@ -64,7 +64,7 @@ def info(
     json_out: JsonOption = False,
 ) -> None:
     """Show a store's groups: rows, dimension, dataset and split, provenance, index status (checks every value)."""
-    from embedkit.index import describe_store
+    from embedkit.search.index import describe_store
 
     summary = describe_store(_store_path(store, workspace))
     if json_out:
@@ -118,8 +118,8 @@ def neighbors(
     json_out: JsonOption = False,
 ) -> None:
     """Find the k nearest (or farthest) rows for every query; a query is never its own neighbour."""
-    from embedkit.index import neighbors as find_neighbors
-    from embedkit.index import neighbors_json, save_neighbors
+    from embedkit.search.index import neighbors as find_neighbors
+    from embedkit.search.index import neighbors_json, save_neighbors
 
     path = _store_path(store, workspace)
     with progress_bar("searching", "rows", min_total=PROGRESS_MIN_ROWS) as on_progress:
@@ -171,7 +171,7 @@ def pairs(
     json_out: JsonOption = False,
 ) -> None:
     """Write each row's k nearest neighbours (never itself) to an HDF5 pairs file for neighbour-positive training."""
-    from embedkit.index import make_pairs
+    from embedkit.search.index import make_pairs
 
     path = _store_path(store, workspace)
     start = time.perf_counter()

@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.app import app, console, err_console, print_json
-from cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption
+from embedkit_cli.app import app, console, err_console, print_json
+from embedkit_cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption
 
 
 class _StageDisplay:
@@ -70,37 +70,28 @@ def study(
     Resumable: a finished stage is skipped on rerun when its config is unchanged; an interrupted one restarts.
     Writes <workspace>/study/report/index.html and results.json.
     """
-    from embedkit.study import StudyPaths, make_plan, run_study
-    from embedkit.study_stages import build_stages
-    from embedkit.workspace import Workspace
+    from embedkit.study import make_plan, run_study, stage_titles
 
     plan = make_plan(preset, smoke)
-    paths = StudyPaths(Workspace.at(workspace).root / "study")
-    titles = [(s.name, s.title) for s in build_stages(plan, paths, data_root=data_root, device=device,
-                                                        on_progress=None, records={})]
-    display = _StageDisplay(titles)
+    display = _StageDisplay(stage_titles(plan, workspace=workspace))
     try:
         with display.live:
-            page = run_study(plan, workspace=workspace, data_root=data_root, device=device,
-                             on_event=display.on_event, on_progress=display.on_progress)
+            result = run_study(plan, workspace=workspace, data_root=data_root, device=device,
+                               on_event=display.on_event, on_progress=display.on_progress)
     except BaseException:
         err_console.print()  # the error line starts below the live display, not glued to its last line
         raise
-    import json
-
-    results_path = page.parent / "results.json"
-    models = json.loads(results_path.read_text())["models"]
     if json_out:
-        print_json({"report": str(page), "results": str(results_path), "models": models})
+        print_json({"report": str(result.page), "results": str(result.results), "models": result.models})
         return
-    _print_models(models, "embedkit study")
-    console.print(f"report -> {page}")
+    _print_models(result.models, "embedkit study")
+    console.print(f"report -> {result.page}")
 
 
 def _print_models(models: dict[str, dict], title: str) -> None:
     from rich.table import Table
 
-    from embedkit.report import REFERENCE_PROBE, TABLE_COLUMNS
+    from embedkit.study.report import REFERENCE_PROBE, TABLE_COLUMNS
 
     table = Table(title=title)
     table.add_column("model")
@@ -126,16 +117,11 @@ def compare(
 
     Reads groups cifar10/train, cifar10/test and (for ROC-AUC, when present) mnist/test.
     """
-    from dataclasses import replace
+    from embedkit.eval.compare import compare_stores
 
-    from embedkit.study import PLANS
-    from embedkit.study_stages import evaluate_store
-
-    plan = replace(PLANS["cpu"], anomaly_k=k_anomaly, cluster_k=k_cluster)
-    models = {}
-    for path in stores:
-        with err_console.status(f"evaluating {path.stem}"):
-            models[path.stem] = evaluate_store(path, plan, data_root, device)
+    with err_console.status("evaluating") as status:
+        models = compare_stores(stores, anomaly_k=k_anomaly, cluster_k=k_cluster, data_root=data_root,
+                                device=device, on_store=lambda path: status.update(f"evaluating {path.stem}"))
     if json_out:
         print_json({"models": models})
         return

@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.app import app, console, err_console, plot_app, print_json
-from cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption
-from cli.progress import progress_bar
+from embedkit_cli.app import app, console, err_console, plot_app, print_json
+from embedkit_cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption
+from embedkit_cli.progress import progress_bar
 from embedkit.errors import ConfigError
 
 
@@ -25,7 +25,7 @@ ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue the run i
 
 
 def _load_split(dataset: str, split: str, data_root: Path | None):
-    from embedkit.data import load_images
+    from embedkit.data.sources import load_images
 
     with progress_bar(f"loading {dataset} {split}", "items", keep=True) as on_progress:
         return load_images(dataset, split, data_root, on_progress=on_progress)
@@ -33,7 +33,7 @@ def _load_split(dataset: str, split: str, data_root: Path | None):
 
 def _test_split(dataset: str, data_root: Path | None):
     """The test split, or None (with a warning) for an image folder that has none."""
-    from embedkit.data import KNOWN_DATASETS
+    from embedkit.data.sources import KNOWN_DATASETS
     from embedkit.errors import DataError
 
     try:
@@ -101,7 +101,7 @@ def train_command(
     Ablations: --mu 0 (no variance term), --positives PAIRS (neighbour positives), --latent (no encoder: free
     vectors for the train and test images, fitted together).
     """
-    from embedkit.train import make_config, resume_config, train
+    from embedkit.training.loop import make_config, resume_config, train
 
     options = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                    warmup_epochs=warmup_epochs, schedule=schedule, lam=lam, mu=mu, nu=nu, encoder=encoder,
@@ -143,7 +143,7 @@ def train_command(
 
 def _fit_latent(options: dict, source_store, out, k, run_options: bool, device: str, workspace, json_out) -> None:
     """`train --latent`: fit free vectors for cifar10 train and test on a source store's kNN pairs."""
-    from embedkit.latent import LatentConfig, fit_latent_to_store
+    from embedkit.baselines.latent import LatentConfig, fit_latent_to_store
     from embedkit.workspace import Workspace
 
     allowed = {"epochs", "batch_size", "lr", "lam", "mu", "nu", "seed"}
@@ -212,8 +212,8 @@ def encode_command(
     json_out: JsonOption = False,
 ) -> None:
     """Encode dataset splits with a trained encoder into store groups <dataset>/<split>, with provenance."""
-    from embedkit.encode import encode_to_store
-    from embedkit.store import open_store
+    from embedkit.training.encode import encode_to_store
+    from embedkit.store.store import open_store
     from embedkit.workspace import Workspace
 
     ws = Workspace.at(workspace)
@@ -242,8 +242,8 @@ def plot_losses_command(
     json_out: JsonOption = False,
 ) -> None:
     """Plot a run's total loss and its invariance, variance and covariance terms per batch, train and test."""
-    from embedkit.plots import plot_losses
-    from embedkit.train import read_log
+    from embedkit.eval.plots import plot_losses
+    from embedkit.training.loop import read_log
     from embedkit.workspace import Workspace
 
     run = run if run is not None else Workspace.at(workspace).latest_checkpoint().parent

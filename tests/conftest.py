@@ -28,7 +28,7 @@ def runner():
 
 @pytest.fixture
 def cli_app():
-    from cli.main import app
+    from embedkit_cli.main import app
 
     return app
 

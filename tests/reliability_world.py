@@ -80,7 +80,7 @@ class World:
 
 
 def _write_store(path: Path, rng: np.random.Generator, attrs: dict | None = None) -> None:
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     store = open_store(path, create=True)
     for name, (n, dim, labelled) in GOOD_GROUPS.items():
@@ -172,8 +172,8 @@ def _checkpoints(root: Path, rng: np.random.Generator, paths: dict[str, str]) ->
     """A real checkpoint (one training step of the small encoder) and damaged or foreign variants of it."""
     import torch
 
-    from embedkit.augment import ViewConfig
-    from embedkit.train import make_config, train
+    from embedkit.training.views import ViewConfig
+    from embedkit.training.loop import make_config, train
 
     torch.set_num_threads(1)
     run = root / "runs" / "good"
@@ -237,8 +237,8 @@ def _data_roots(root: Path) -> dict[str, str]:
 
 def _more_stores(root: Path, store: Path, rng: np.random.Generator, paths: dict[str, str]) -> dict[str, str]:
     """Good stores other commands need: groups naming a (bad) checkpoint, cifar10 groups, a pairs file."""
-    from embedkit.index import make_pairs
-    from embedkit.store import open_store
+    from embedkit.search.index import make_pairs
+    from embedkit.store.store import open_store
 
     more = {}
     for name in ("truncated", "missing"):  # `anomaly` encodes a missing OOD group with the groups' checkpoint

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedkit.anomaly import anomaly_store, detect_anomalies, knn_scores, ood_group_name
+from embedkit.eval.anomaly import anomaly_store, detect_anomalies, knn_scores, ood_group_name
 from embedkit.errors import ConfigError, StoreError
 
 
@@ -66,7 +66,7 @@ def test_ood_names_a_dataset_or_a_group():
 
 
 def _write_store(path, rng, attrs=None, with_ood=True):
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     store = open_store(path, create=True)
     store.write_group("cifar10/train", rng.normal(size=(200, 6)).astype(np.float32), attrs=attrs)
@@ -97,8 +97,8 @@ def test_missing_ood_group_with_a_vanished_checkpoint_says_so(tmp_path, rng):
 
 
 def test_missing_ood_group_is_encoded_with_the_checkpoint(tmp_path, rng, monkeypatch):
-    import embedkit.encode
-    from embedkit.store import open_store
+    import embedkit.training.encode
+    from embedkit.store.store import open_store
 
     checkpoint = tmp_path / "last.pt"
     checkpoint.write_bytes(b"stand-in: encode_to_store is replaced below")
@@ -110,7 +110,7 @@ def test_missing_ood_group_is_encoded_with_the_checkpoint(tmp_path, rng, monkeyp
         open_store(store_path).write_group(f"{dataset}/{splits[0]}", np.full((20, 6), 10, np.float32))
         return [f"{dataset}/{splits[0]}"]
 
-    monkeypatch.setattr(embedkit.encode, "encode_to_store", fake_encode)
+    monkeypatch.setattr(embedkit.training.encode, "encode_to_store", fake_encode)
     result = anomaly_store(path, "mnist", k=2)
     assert calls == [(checkpoint, "mnist", ["test"], path)]
     assert result.encoded and result.result.n_ood == 20 and result.result.roc_auc == 1.0

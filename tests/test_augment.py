@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from embedkit.augment import (
+from embedkit.training.views import (
     AugmentedPairs,
     ViewConfig,
     _apply_separable,

@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from embedkit.baselines import knn_graph, laplacian_eigenmaps, reduce_pca, spectral_embedding
+from embedkit.baselines.laplacian import knn_graph, laplacian_eigenmaps, reduce_pca, spectral_embedding
 from embedkit.errors import ConfigError
 
 
@@ -154,7 +154,7 @@ def image_folder(tmp_path, monkeypatch):
 
 
 def test_cli_writes_train_and_test_groups(runner, cli_app, image_folder, tmp_path):
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     out = tmp_path / "lap.h5"
     args = ["baseline", "laplacian", "--dataset", str(image_folder), "--dim", "3", "--k", "4", "--pca-dim", "16",
@@ -185,8 +185,8 @@ def test_cli_writes_train_and_test_groups(runner, cli_app, image_folder, tmp_pat
 
 def test_cli_subset_embeds_a_seeded_sample_of_each_split_with_its_rows_as_ids(runner, cli_app, image_folder,
                                                                               tmp_path):
-    from embedkit.data import load_images, subset_rows
-    from embedkit.store import open_store
+    from embedkit.data.sources import load_images, subset_rows
+    from embedkit.store.store import open_store
 
     out = tmp_path / "lap.h5"
     result = runner.invoke(cli_app, ["baseline", "laplacian", "--dataset", str(image_folder), "--dim", "2", "--k", "3",

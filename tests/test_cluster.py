@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedkit.cluster import centroids_2d, cluster_embeddings, cluster_store
+from embedkit.eval.cluster import centroids_2d, cluster_embeddings, cluster_store
 from embedkit.errors import ConfigError
 
 
@@ -74,7 +74,7 @@ def test_centroids_2d_are_the_means_of_the_members():
 
 
 def test_cluster_store_reads_the_group(tmp_path, rng):
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     x, labels = _blobs(rng, 30, 3, 4, spread=30.0)
     open_store(tmp_path / "s.h5", create=True).write_group("blobs/test", x, labels)

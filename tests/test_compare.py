@@ -10,7 +10,7 @@ import pytest
 
 def _write_store(path, seed: int, spread: float):
     """cifar10/train and /test: 3 Gaussian blobs in 8-d (`spread` apart); mnist/test: rows far from all of them."""
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(3, 8)) * spread

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from embedkit import data, imagefiles
-from embedkit.data import (
+from embedkit.data import images as imagefiles
+from embedkit.data import sources as data
+from embedkit.data.sources import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     available_datasets,
@@ -28,7 +29,7 @@ from embedkit.data import (
     to_rgb32,
 )
 from embedkit.errors import DataError
-from embedkit.tarread import iter_tar_files
+from embedkit.data.tar import iter_tar_files
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # File names chosen so that string order differs from creation order and numeric order.

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from embedkit.encode import encode_images, encode_to_store
+from embedkit.training.encode import encode_images, encode_to_store
 from embedkit.errors import ConfigError, StoreError
-from embedkit.models import build_encoder, checkpoint_payload, file_digest, load_checkpoint, save_checkpoint
+from embedkit.training.models import build_encoder, checkpoint_payload, file_digest, load_checkpoint, save_checkpoint
 
 PREP = {"size": 32, "mean": [0.4914, 0.4822, 0.4465], "std": [0.247, 0.2435, 0.2616]}
 
@@ -60,7 +60,7 @@ def test_save_load_encode_gives_identical_embeddings(checkpoint, rng):
 
 
 def test_encode_applies_the_checkpoint_normalisation(checkpoint, rng):
-    from embedkit.data import normalize, to_float_tensor
+    from embedkit.data.sources import normalize, to_float_tensor
 
     encoder, _ = load_checkpoint(checkpoint)
     images = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
@@ -70,7 +70,7 @@ def test_encode_applies_the_checkpoint_normalisation(checkpoint, rng):
 
 
 def test_grey_28x28_images_are_encoded_like_their_rgb32_version(checkpoint, rng):
-    from embedkit.data import to_rgb32
+    from embedkit.data.sources import to_rgb32
 
     encoder, _ = load_checkpoint(checkpoint)
     digits = rng.integers(0, 256, (5, 28, 28, 1), dtype=np.uint8)
@@ -80,8 +80,8 @@ def test_grey_28x28_images_are_encoded_like_their_rgb32_version(checkpoint, rng)
 
 
 def test_encode_to_store_writes_groups_with_provenance(checkpoint, image_folder, tmp_path):
-    from embedkit.data import load_images
-    from embedkit.store import open_store
+    from embedkit.data.sources import load_images
+    from embedkit.store.store import open_store
 
     store_path = tmp_path / "store.h5"
     seen = []
@@ -103,8 +103,8 @@ def test_encode_to_store_writes_groups_with_provenance(checkpoint, image_folder,
 
 
 def test_encode_subset_encodes_a_seeded_sample_with_its_rows_as_ids(checkpoint, image_folder, tmp_path):
-    from embedkit.data import load_images, subset_rows
-    from embedkit.store import open_store
+    from embedkit.data.sources import load_images, subset_rows
+    from embedkit.store.store import open_store
 
     store_path = tmp_path / "store.h5"
     encode_to_store(checkpoint, str(image_folder), ["train", "test"], store_path, device="cpu", subset=5, seed=2)
@@ -120,7 +120,7 @@ def test_encode_subset_encodes_a_seeded_sample_with_its_rows_as_ids(checkpoint, 
 
 
 def test_encode_interrupted_between_splits_writes_neither_and_reruns(checkpoint, image_folder, tmp_path):
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     store_path = tmp_path / "store.h5"
     open_store(store_path, create=True).write_group("other/kept", np.ones((3, 8), np.float32))

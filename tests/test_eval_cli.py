@@ -14,7 +14,7 @@ N_PER_CLASS = 8
 @pytest.fixture
 def images(tmp_path, monkeypatch):
     """A tiny image folder (3 classes x 8 images, split 'test') standing in for a dataset; decoded once."""
-    from embedkit.data import load_images
+    from embedkit.data.sources import load_images
 
     monkeypatch.setenv("EMBEDKIT_CACHE", str(tmp_path / "cache"))
     root = make_image_folder(tmp_path / "imgs", N_PER_CLASS)
@@ -23,7 +23,7 @@ def images(tmp_path, monkeypatch):
 
 def _store(tmp_path, images, name: str, spread: float = 30.0, seed: int = 0, ood: bool = True):
     """A store with groups toy/train and toy/test (blobs by class, images from the folder) and far/test (OOD)."""
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     root, labels = images
     rng = np.random.default_rng(seed)

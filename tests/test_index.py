@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embedkit.errors import SearchError
-from embedkit.index import SELF_JOIN_STATUS, index_folder, knn, list_index_files, make_pairs, neighbors
-from embedkit.store import open_store
+from embedkit.search.index import SELF_JOIN_STATUS, index_folder, knn, list_index_files, make_pairs, neighbors
+from embedkit.store.store import open_store
 
 
 def brute_distances(reference: np.ndarray, queries: np.ndarray, metric: str) -> np.ndarray:
@@ -305,8 +305,8 @@ def test_make_pairs_file(store_path, tmp_path):
 
 def assert_self_join_matches_brute(reference, k, *, farthest, metric, block_rows, tol=1e-4):
     """self_join_rows over several blocks finds rows at the k best brute-force distances, never the row itself."""
-    from embedkit.search import prepare
-    from embedkit.self_join import self_join_rows
+    from embedkit.search.knn import prepare
+    from embedkit.search.self_join import self_join_rows
 
     rows = self_join_rows(prepare(reference, metric), k, farthest=farthest, metric=metric, block_rows=block_rows)
     full = brute_distances(reference, reference, metric)
@@ -341,7 +341,7 @@ def test_self_join_property_blocks_and_ties(n, dim, k_fraction, block_rows, fart
 
 def test_neighbors_of_a_whole_group_equal_a_flat_index_search(store_path):
     """The self-join path of `neighbors` and a flat FAISS search of every row give the same distances."""
-    from embedkit.index import open_group_index
+    from embedkit.search.index import open_group_index
 
     whole = neighbors(store_path, "toy/train", 4)
     searcher = open_group_index(store_path, "toy/train")

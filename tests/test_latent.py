@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from embedkit.errors import ConfigError, StoreError
-from embedkit.latent import LatentConfig, fit_latent, fit_latent_to_store, initial_vectors
-from embedkit.store import open_store
+from embedkit.baselines.latent import LatentConfig, fit_latent, fit_latent_to_store, initial_vectors
+from embedkit.store.store import open_store
 
 TINY = LatentConfig(epochs=15, k=3, dim=8, batch_size=32, lr=0.1, seed=0)
 
@@ -38,7 +38,7 @@ def source(tmp_path):
 
 
 def test_rows_move_and_the_loss_falls():
-    from embedkit.index import knn
+    from embedkit.search.index import knn
 
     emb, _ = _blobs(96)
     _, neighbours = knn(emb, emb, 3, exclude_self=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from embedkit.losses import covariance_loss, invariance_loss, variance_loss, vicreg_loss
+from embedkit.training.losses import covariance_loss, invariance_loss, variance_loss, vicreg_loss
 
 
 def _t(rows) -> torch.Tensor:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from embedkit.errors import CheckpointError
-from embedkit.models import (
+from embedkit.training.models import (
     ResNet18Encoder,
     build_encoder,
     build_projector,

@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedkit import plots
-
-
+from embedkit.eval import plots
 def _read(path):
     from matplotlib.image import imread
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from embedkit.errors import ConfigError
-from embedkit.probe import effective_rank, knn_classify, linear_probe, probe_store
+from embedkit.eval.probe import effective_rank, knn_classify, linear_probe, probe_store
 
 
 def _blobs(rng, n_per_class: int, n_classes: int, dim: int, spread: float):
@@ -52,7 +52,7 @@ def test_unlabelled_rows_are_left_out_and_no_labels_is_an_error(rng):
 
 
 def test_probe_store_reads_train_and_test_groups_and_names_the_store_in_errors(tmp_path, rng):
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     x, y = _blobs(rng, 30, 3, 8, spread=20.0)
     store = open_store(tmp_path / "s.h5", create=True)

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embedkit.errors import SearchError
-from embedkit.index import make_pairs, neighbors
-from embedkit.store import add_npy, open_store
+from embedkit.search.index import make_pairs, neighbors
+from embedkit.store.store import add_npy, open_store
 
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from embedkit.errors import StoreError
-from embedkit.index import knn, neighbors
-from embedkit.store import open_store
+from embedkit.search.index import knn, neighbors
+from embedkit.store.store import open_store
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 32
@@ -138,7 +138,7 @@ def test_two_writers_of_the_same_group_one_wins_the_other_fails_cleanly(tmp_path
 LOCK_HOLDER = """
 import sys, time
 from pathlib import Path
-from embedkit.atomic import acquire_lock
+from embedkit._util.atomic import acquire_lock
 acquire_lock(Path(sys.argv[1]), 5)
 print("locked", flush=True)
 time.sleep(60)

@@ -26,7 +26,7 @@ def cli_command():
     """The app's click command, built once: typer rebuilds it on every CliRunner.invoke (~0.1 s, 90% of a case)."""
     import typer.main
 
-    from cli.main import app
+    from embedkit_cli.main import app
 
     return typer.main.get_command(app)
 
@@ -107,7 +107,7 @@ def test_read_only_folder_fails_in_one_line_and_changes_no_file(case, world, bad
 def test_the_world_is_what_the_cases_assume(world):
     """Guards the fixture: the good store is valid, and each damaged copy is really damaged where it claims."""
     from embedkit.errors import StoreError
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     store = open_store(world.paths["store"])
     assert {g: (store.info(g).n, store.info(g).dim) for g in store.groups()} == {

@@ -89,7 +89,7 @@ def _loaded(proc: subprocess.Popen, library: str):
 
 def _check_store(path: Path, expected: dict[str, np.ndarray]) -> None:
     """The store opens, validates every value, and holds exactly the `expected` groups with these embeddings."""
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     store = open_store(path)
     assert store.groups() == sorted(expected)
@@ -104,7 +104,7 @@ def _rerun(args: list[str], tmp_path: Path, *, in_process: bool = False) -> None
     if in_process:
         from typer.testing import CliRunner
 
-        from cli.main import app
+        from embedkit_cli.main import app
 
         result = CliRunner(env=_env(tmp_path)).invoke(app, args)
         assert result.exit_code == 0 and result.exception is None, result.output
@@ -117,7 +117,7 @@ def _rerun(args: list[str], tmp_path: Path, *, in_process: bool = False) -> None
 @pytest.fixture
 def old_store(tmp_path, rng) -> tuple[Path, dict[str, np.ndarray]]:
     """A store with one group already in it, which no interrupted write may touch."""
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     path = tmp_path / "store.h5"
     old = {"old/group": rng.normal(size=(50, 8)).astype(np.float32)}
@@ -151,8 +151,8 @@ def test_add_interrupted_keeps_the_store_and_reruns(tmp_path, rng, old_store, si
 def test_pairs_interrupted_keeps_the_old_pairs_file_and_reruns(tmp_path, rng, old_store, sig):
     import h5py
 
-    from embedkit.index import make_pairs
-    from embedkit.store import open_store
+    from embedkit.search.index import make_pairs
+    from embedkit.store.store import open_store
 
     store, old = old_store
     rows = rng.normal(size=(30_000, 32)).astype(np.float32)  # exact 3-NN of 30,000 rows: seconds on 2 cores
@@ -185,7 +185,7 @@ def checkpoint(tmp_path_factory) -> Path:
     """A real checkpoint of the small encoder at 32x32 (one training step on random images)."""
     import torch
 
-    from embedkit.train import make_config, train
+    from embedkit.training.loop import make_config, train
 
     torch.set_num_threads(1)
     run = tmp_path_factory.mktemp("ckpt") / "run"
@@ -221,7 +221,7 @@ def test_encode_interrupted_keeps_the_store_and_reruns(tmp_path, rng, old_store,
     _check_store(store, old)
     assert len(_temps(store)) == (1 if sig == signal.SIGKILL else 0)
     _rerun(args, tmp_path, in_process=True)
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     assert not _temps(store)
     assert open_store(store).groups() == ["mnist/test", "old/group"]
@@ -241,7 +241,7 @@ def _log_steps(run: Path) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", SIGNALS)
 def test_train_interrupted_leaves_a_checkpoint_that_resumes(tmp_path, rng, sig):
-    from embedkit.models import load_checkpoint, read_checkpoint
+    from embedkit.training.models import load_checkpoint, read_checkpoint
 
     images, run = image_folder(tmp_path / "imgs", rng, n_train=16, n_test=2, size=32), tmp_path / "run"
     steps_per_epoch = 4  # 32 train images, batch 8

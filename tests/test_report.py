@@ -8,7 +8,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from embedkit.report import write_report
+from embedkit.study.report import write_report
 
 
 def _png(path, size=(40, 30)):

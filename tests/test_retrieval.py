@@ -7,7 +7,7 @@ import pytest
 from eval_helpers import CLASS_NAMES, blobs, make_image_folder
 
 from embedkit.errors import DataError, SearchError, StoreError
-from embedkit.retrieval import load_group_images, neighbours_of_rows, pick_queries, retrieve_store
+from embedkit.eval.retrieval import load_group_images, neighbours_of_rows, pick_queries, retrieve_store
 
 
 def test_pick_queries_takes_per_class_seeded_rows():
@@ -47,7 +47,7 @@ def test_k_must_leave_room_for_the_query(rng):
 
 
 def _store(tmp_path, rng, name="a.h5", ids=None):
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     x, labels = blobs(rng, 10, 3, 4, spread=30.0)
     path = tmp_path / name
@@ -74,7 +74,7 @@ def test_retrieve_store_uses_given_query_ids_and_rejects_unknown_ones(tmp_path, 
 
 
 def test_load_group_images_returns_the_images_of_the_ids(tmp_path, monkeypatch):
-    from embedkit.data import load_images
+    from embedkit.data.sources import load_images
 
     monkeypatch.setenv("EMBEDKIT_CACHE", str(tmp_path / "cache"))
     root = make_image_folder(tmp_path / "imgs", 4)
@@ -98,7 +98,7 @@ def test_missing_images_are_a_clear_error(tmp_path):
 
 @pytest.mark.realdata
 def test_images_of_real_groups_by_id(real_data_root):
-    from embedkit.data import load_images
+    from embedkit.data.sources import load_images
 
     ids = np.array([9999, 0, 4321])
     for dataset, shape in (("cifar10", (32, 32, 3)), ("mnist", (28, 28, 1))):

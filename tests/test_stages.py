@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from embedkit.stages import Stage, StageRunner
+from embedkit.study.runner import Stage, StageRunner
 
 
 def _stages(tmp_path, calls, a_config=None, fail_b=False):

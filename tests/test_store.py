@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embedkit.errors import StoreError
-from embedkit.store import SCHEMA_VERSION, Store, add_npy, open_store
+from embedkit.store.store import SCHEMA_VERSION, Store, add_npy, open_store
 
 ATTRS = {
     "class_names": ["airplane", "automobile", "bird"],
@@ -150,7 +150,7 @@ def test_error_inside_group_writer_leaves_store_unchanged(store_path, rng):
 
 
 def test_transaction_writes_every_group_or_none(store_path, rng):
-    from embedkit.store import GroupData
+    from embedkit.store.store import GroupData
 
     train, test = rng.normal(size=(30, 8)).astype(np.float32), rng.normal(size=(7, 8)).astype(np.float32)
     before = digest(store_path)
@@ -193,7 +193,7 @@ WRITER_SCRIPT = textwrap.dedent(
     import sys, time
     from pathlib import Path
     import numpy as np
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     store_path, marker = Path(sys.argv[1]), Path(sys.argv[2])
     with open_store(store_path).group_writer("cifar10/test", 8) as writer:
@@ -379,7 +379,8 @@ def test_a_write_refuses_to_carry_a_damaged_group_over(two_groups, rng, damage):
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Chunks of 32 rows of 8 floats (labels and ids: 1,024 rows), read 64 rows at a time: many chunks, many reads."""
-    from embedkit import store_io, store_writer
+    from embedkit.store import reader as store_io
+    from embedkit.store import writer as store_writer
 
     monkeypatch.setattr(store_writer, "CHUNK_BYTES", 32 * 8 * 4)
     monkeypatch.setattr(store_io, "CHECK_ROWS", 64)
@@ -507,7 +508,7 @@ REWRITER_SCRIPT = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from embedkit.store import open_store
+    from embedkit.store.store import open_store
 
     store = open_store(sys.argv[1])
     for i in range(30):

@@ -9,8 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from embedkit.index import knn
-from embedkit.store import open_store
+from embedkit.search.index import knn
+from embedkit.store.store import open_store
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ def make_data_root(root: Path, n_train: int = 80, n_test: int = 24, n_mnist: int
 def smoke_study(tmp_path_factory):
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from embedkit_cli.main import app
 
     base = tmp_path_factory.mktemp("study")
     data_root = make_data_root(base / "data")
@@ -61,7 +61,7 @@ def smoke_study(tmp_path_factory):
 
 @pytest.mark.slow
 def test_smoke_study_runs_every_stage_and_writes_the_report(smoke_study):
-    from embedkit.study import MODELS
+    from embedkit.study.plan import MODELS
 
     study, first, _ = smoke_study
     results = json.loads((study / "report" / "results.json").read_text())
@@ -125,9 +125,9 @@ def test_page_loads_every_image_in_a_headless_browser(smoke_study):
 def test_smoke_study_on_real_data_uses_a_few_hundred_images_per_split(real_data_root, tmp_path):
     from typer.testing import CliRunner
 
-    from cli.main import app
-    from embedkit.store import open_store
-    from embedkit.study import MODELS, PLANS
+    from embedkit_cli.main import app
+    from embedkit.store.store import open_store
+    from embedkit.study.plan import MODELS, PLANS
 
     result = CliRunner(env={"COLUMNS": "120", "NO_COLOR": "1"}).invoke(
         app, ["study", "--smoke", "--workspace", str(tmp_path), "--data-root", str(real_data_root), "--json"])

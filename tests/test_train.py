@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from embedkit.augment import ViewConfig
+from embedkit.training.views import ViewConfig
 from embedkit.errors import ConfigError
-from embedkit.models import read_checkpoint
-from embedkit.optim import learning_rate
-from embedkit.train import TrainConfig, make_config, read_log, resume_config, train
+from embedkit.training.models import read_checkpoint
+from embedkit.training.optim import learning_rate
+from embedkit.training.loop import TrainConfig, make_config, read_log, resume_config, train
 
 # 8x8 views keep the small encoder cheap; everything else is the real cpu recipe.
 TINY = dict(epochs=1, batch_size=8, test_images=0, views=ViewConfig(size=8))
@@ -175,8 +175,8 @@ def test_without_the_variance_term_the_embedding_spread_collapses(tmp_path):
 
 def _tiny_pairs(tmp_path, n: int, k: int = 3):
     """A pairs file over `n` train images made by `make_pairs` on a store of seeded random embeddings."""
-    from embedkit.index import make_pairs
-    from embedkit.store import open_store
+    from embedkit.search.index import make_pairs
+    from embedkit.store.store import open_store
 
     emb = np.random.default_rng(3).normal(size=(n, 4)).astype(np.float32)
     store = open_store(tmp_path / "source.h5", create=True)
@@ -187,7 +187,7 @@ def _tiny_pairs(tmp_path, n: int, k: int = 3):
 def test_neighbour_positives_are_listed_neighbours(tmp_path, images):
     import h5py
 
-    from embedkit.train import make_pair_source
+    from embedkit.training.loop import make_pair_source
 
     pairs = _tiny_pairs(tmp_path, len(images))
     with h5py.File(pairs, "r") as h5:
@@ -207,8 +207,8 @@ def test_neighbour_positives_are_listed_neighbours(tmp_path, images):
 
 
 def test_neighbour_positives_train_records_the_pairs_file_and_encode(tmp_path, images):
-    from embedkit.encode import encode_images
-    from embedkit.models import load_checkpoint
+    from embedkit.training.encode import encode_images
+    from embedkit.training.models import load_checkpoint
 
     pairs = _tiny_pairs(tmp_path, len(images))
     config = make_config("cpu", **{**TINY, "subset": 16}, positives=pairs, augment_positives=True)
@@ -221,9 +221,9 @@ def test_neighbour_positives_train_records_the_pairs_file_and_encode(tmp_path, i
 
 
 def test_pairs_over_a_sample_of_the_split_train_on_that_sample(tmp_path, images):
-    from embedkit.index import make_pairs
-    from embedkit.store import open_store
-    from embedkit.train import make_pair_source
+    from embedkit.search.index import make_pairs
+    from embedkit.store.store import open_store
+    from embedkit.training.loop import make_pair_source
 
     rows = np.array([1, 4, 5, 9, 12, 17, 20, 30])  # a store made with `encode --subset`: ids are rows in the split
     emb = np.random.default_rng(5).normal(size=(len(rows), 4)).astype(np.float32)

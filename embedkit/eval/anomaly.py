@@ -1,0 +1,162 @@
+"""kNN-density anomaly detection: how far is each point from its k nearest reference embeddings?
+
+The score is the mean true L2 distance (not squared) to the k nearest reference rows, PyOD's `KNN(method="mean")`.
+Normal points (label 0) and out-of-distribution points (label 1) are scored against the reference; ROC-AUC says how
+well the score separates them (1.0 perfect, 0.5 chance).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from embedkit.errors import ConfigError, StoreError, about
+
+ProgressFn = Callable[[int, int], None]
+
+
+def knn_scores(reference: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Anomaly score (Q,) float32 of each of `queries` (Q, D): mean L2 distance to its k nearest `reference` rows."""
+    from embedkit.search.index import knn
+
+    distances, _ = knn(reference, queries, k)
+    return distances.mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class AnomalyResult:
+    """Scores of the normal then the OOD points, and the ROC curve of telling them apart."""
+
+    k: int
+    roc_auc: float
+    n_reference: int
+    n_normal: int
+    n_ood: int
+    scores: np.ndarray = field(repr=False)  # (n_normal + n_ood,) float32, normal rows first
+    is_ood: np.ndarray = field(repr=False)  # (n_normal + n_ood,) bool
+    fpr: np.ndarray = field(repr=False)
+    tpr: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict:
+        """The scalar results (what `--json` prints)."""
+        normal, ood = self.scores[~self.is_ood], self.scores[self.is_ood]
+        return {"k": self.k, "roc_auc": self.roc_auc, "n_reference": self.n_reference, "n_normal": self.n_normal,
+                "n_ood": self.n_ood, "mean_score_normal": float(normal.mean()), "mean_score_ood": float(ood.mean())}
+
+    def top(self, n: int) -> np.ndarray:
+        """Positions (n,) of the highest scores, most anomalous first (ties: the earlier position)."""
+        return np.argsort(-self.scores, kind="stable")[:n]
+
+
+def detect_anomalies(reference: np.ndarray, normal: np.ndarray, ood: np.ndarray, k: int) -> AnomalyResult:
+    """Score `normal` (N, D) and `ood` (M, D) against `reference` (R, D) with `knn_scores`; ROC-AUC with OOD = 1."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    if len(normal) == 0 or len(ood) == 0:
+        raise ConfigError(f"ROC-AUC needs normal and OOD points, got {len(normal)} normal and {len(ood)} OOD")
+    scores = np.concatenate([knn_scores(reference, normal, k), knn_scores(reference, ood, k)])
+    is_ood = np.concatenate([np.zeros(len(normal), bool), np.ones(len(ood), bool)])
+    fpr, tpr, _ = roc_curve(is_ood, scores)
+    return AnomalyResult(k=k, roc_auc=float(roc_auc_score(is_ood, scores)), n_reference=len(reference),
+                         n_normal=len(normal), n_ood=len(ood), scores=scores, is_ood=is_ood, fpr=fpr, tpr=tpr)
+
+
+def ood_group_name(ood: str) -> str:
+    """`--ood` value -> group: a dataset name means its test split (mnist -> mnist/test); a group stays as is."""
+    return ood if "/" in ood else f"{ood}/test"
+
+
+@dataclass(frozen=True)
+class StoreAnomaly:
+    """`AnomalyResult` for one store, with the group and id of every scored point (to show the images)."""
+
+    name: str
+    store_path: Path
+    reference_group: str
+    normal_group: str
+    ood_group: str
+    result: AnomalyResult
+    groups: tuple[str, ...] = field(repr=False)  # group of each scored point, aligned with result.scores
+    ids: np.ndarray = field(repr=False)  # (n_normal + n_ood,) int64 ids within that group
+    labels: np.ndarray = field(repr=False)  # (n_normal + n_ood,) int64 class labels within that group
+    group_attrs: dict = field(repr=False, default_factory=dict)  # group name -> its attrs
+    encoded: bool = False  # the OOD group was encoded by this call
+
+    def top(self, n: int) -> list[dict]:
+        """The `n` most anomalous points: group, id, label, score, whether OOD (what `--json` prints)."""
+        return [{"group": self.groups[i], "id": int(self.ids[i]), "label": int(self.labels[i]),
+                 "score": float(self.result.scores[i]), "ood": bool(self.result.is_ood[i])}
+                for i in self.result.top(n)]
+
+
+def anomaly_store(store_path: Path | str, ood: str, k: int, *, reference_group: str = "cifar10/train",
+                  normal_group: str = "cifar10/test", data_root: Path | None = None, device: str = "auto",
+                  on_progress: ProgressFn | None = None) -> StoreAnomaly:
+    """Score `normal_group` and the OOD group (`ood`: dataset name or group) against `reference_group`.
+
+    If the OOD group is missing and the reference group's attrs name its checkpoint, it is encoded into the store.
+    """
+    from embedkit.store.store import open_store
+
+    store_path = Path(store_path)
+    ood_group = ood_group_name(ood)
+    encoded = ensure_group(store_path, ood_group, reference_group, data_root=data_root, device=device,
+                           on_progress=on_progress)
+    store = open_store(store_path)
+    with store.snapshot():
+        reference, normal, outlier = (store.read(g) for g in (reference_group, normal_group, ood_group))
+    with about(store_path, f"{reference_group}' -> '{normal_group}', '{ood_group}"):
+        result = detect_anomalies(reference.embeddings, normal.embeddings, outlier.embeddings, k)
+    groups = (normal_group,) * len(normal.ids) + (ood_group,) * len(outlier.ids)
+    return StoreAnomaly(name=store_path.stem, store_path=store_path, reference_group=reference_group,
+                        normal_group=normal_group, ood_group=ood_group, result=result, groups=groups,
+                        ids=np.concatenate([normal.ids, outlier.ids]),
+                        labels=np.concatenate([normal.labels, outlier.labels]),
+                        group_attrs={normal_group: normal.attrs, ood_group: outlier.attrs}, encoded=encoded)
+
+
+def ensure_group(store_path: Path, group: str, like_group: str, *, data_root: Path | None = None,
+                 device: str = "auto", on_progress: ProgressFn | None = None) -> bool:
+    """Make sure `group` exists, encoding it with the checkpoint of `like_group` if needed. True if it encoded."""
+    from embedkit.store.store import open_store
+
+    store = open_store(store_path)
+    if group in store:
+        return False
+    dataset, _, split = group.rpartition("/")
+    how = f"encode it first: `embedkit encode CKPT --dataset {dataset} --split {split} --out {store_path}`"
+    if like_group not in store:
+        raise StoreError(f"{store_path}: group '{like_group}' not found (groups: {', '.join(store.groups())})")
+    checkpoint = store.info(like_group).attrs.get("checkpoint")
+    if not checkpoint:
+        raise StoreError(f"{store_path}: group '{group}' not found and group '{like_group}' names no checkpoint "
+                         f"to encode it with; {how}")
+    if not Path(checkpoint).is_file():
+        raise StoreError(f"{store_path}: group '{group}' not found and its checkpoint {checkpoint} is gone; {how}")
+    from embedkit.training.encode import encode_to_store
+
+    encode_to_store(Path(checkpoint), dataset, [split], store_path, data_root=data_root, device=device,
+                    on_progress=on_progress)
+    return True
+
+
+def draw_top_anomalies(results: list[StoreAnomaly], n: int, out_path: Path, *, data_root: Path | None = None) -> Path:
+    """A grid with one row per store: its `n` most anomalous images, captioned with group, class and score."""
+    from embedkit.eval.plots import plot_image_grid
+    from embedkit.eval.retrieval import class_name, load_group_images
+
+    cache: dict = {}
+    rows = []
+    for r in results:
+        cells = []
+        for point in r.top(n):
+            attrs = r.group_attrs[point["group"]]
+            image = load_group_images(attrs, np.array([point["id"]]), data_root, cache)[0]
+            cells.append((image, f"{point['group']}: {class_name(attrs, point['label'])}\n{point['score']:.2f}"))
+        rows.append((r.name, cells))
+    first = results[0]
+    return plot_image_grid(rows, out_path, title=f"most anomalous of {first.normal_group} + {first.ood_group} "
+                                                 f"(mean L2 to {first.result.k} nearest in {first.reference_group})")

@@ -1,0 +1,169 @@
+"""Retrieval grids: for a few query images, their k nearest and k farthest images in the same group.
+
+Queries are chosen per class with a seed, by `ids`, so several stores of the same split show the same queries.
+Images come from `embedkit.data.sources.load_images(attrs dataset, attrs split)`, indexed by the group's `ids`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from embedkit.errors import DataError, SearchError, StoreError, about
+
+
+def pick_queries(labels: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
+    """Rows (Q,) of `per_class` seeded random rows of each label value (fewer if a class is smaller), by class."""
+    if per_class < 1:
+        raise SearchError(f"per_class={per_class}: pick at least one query per class")
+    rng = np.random.default_rng(seed)
+    picked = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        picked.append(np.sort(rng.choice(members, min(per_class, len(members)), replace=False)))
+    return np.concatenate(picked) if picked else np.zeros(0, np.int64)
+
+
+def neighbours_of_rows(embeddings: np.ndarray, query_rows: np.ndarray, k: int, *,
+                       farthest: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest (or farthest) rows (Q, k) of `embeddings` (N, D) for its rows `query_rows`, never the query.
+
+    Returns (distances (Q, k) float32 true L2, rows (Q, k) int64), nearest first (farthest first with `farthest`).
+    """
+    from embedkit.search.index import knn
+
+    n = len(embeddings)
+    if not 1 <= k <= n - 1:
+        raise SearchError(f"k={k}: the group has {n} rows, so k must be between 1 and {n - 1}")
+    distances, rows = knn(embeddings, embeddings[query_rows], k + 1, farthest=farthest)
+    is_self = rows == np.asarray(query_rows)[:, None]
+    is_self[~is_self.any(axis=1), -1] = True  # the query was not among the k+1: drop the last instead
+    keep = ~is_self
+    return distances[keep].reshape(len(rows), k), rows[keep].reshape(len(rows), k)
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """Queries of one store group and their neighbours, as the group's ids (Q,), (Q, k) and distances (Q, k)."""
+
+    name: str
+    group: str
+    k: int
+    query_ids: np.ndarray = field(repr=False)
+    query_labels: np.ndarray = field(repr=False)
+    nearest_ids: np.ndarray = field(repr=False)
+    nearest_labels: np.ndarray = field(repr=False)
+    nearest_distances: np.ndarray = field(repr=False)
+    farthest_ids: np.ndarray = field(repr=False)
+    farthest_labels: np.ndarray = field(repr=False)
+    farthest_distances: np.ndarray = field(repr=False)
+    attrs: dict = field(repr=False, default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """Ids, labels and distances as lists (what `--json` prints for this store)."""
+        return {"store": self.name, "group": self.group, "k": self.k, "queries": [
+            {"id": int(self.query_ids[q]), "label": int(self.query_labels[q]),
+             "nearest_ids": self.nearest_ids[q].tolist(), "nearest_distances": self.nearest_distances[q].tolist(),
+             "farthest_ids": self.farthest_ids[q].tolist(), "farthest_distances": self.farthest_distances[q].tolist()}
+            for q in range(len(self.query_ids))]}
+
+
+def retrieve_store(store_path: Path | str, group: str, k: int, *, per_class: int = 1, seed: int = 0,
+                   query_ids: np.ndarray | None = None) -> Retrieval:
+    """Nearest and farthest neighbours in `group` of `query_ids` (default: `pick_queries` of the group's labels)."""
+    from embedkit.store.store import open_store
+
+    data = open_store(store_path).read(group)
+    if query_ids is None:
+        query_rows = pick_queries(data.labels, per_class, seed)
+    else:
+        query_rows = _rows_of(data.ids, query_ids, f"{store_path}: group '{group}'")
+    with about(store_path, group):
+        near_d, near = neighbours_of_rows(data.embeddings, query_rows, k)
+        far_d, far = neighbours_of_rows(data.embeddings, query_rows, k, farthest=True)
+    return Retrieval(name=Path(store_path).stem, group=group, k=k, query_ids=data.ids[query_rows],
+                     query_labels=data.labels[query_rows], nearest_ids=data.ids[near],
+                     nearest_labels=data.labels[near], nearest_distances=near_d, farthest_ids=data.ids[far],
+                     farthest_labels=data.labels[far], farthest_distances=far_d, attrs=data.attrs)
+
+
+def _rows_of(ids: np.ndarray, wanted: np.ndarray, where: str) -> np.ndarray:
+    order = np.argsort(ids)
+    pos = np.searchsorted(ids, wanted, sorter=order)
+    pos = np.minimum(pos, len(ids) - 1)
+    found = ids[order[pos]] == wanted
+    if not found.all():
+        missing = ", ".join(str(i) for i in np.asarray(wanted)[~found][:5])
+        raise StoreError(f"{where}: has no rows with ids {missing} (the stores compared must hold the same images)")
+    return order[pos]
+
+
+def load_group_images(attrs: dict, ids: np.ndarray, data_root: Path | None = None,
+                      cache: dict | None = None) -> np.ndarray:
+    """The source images (len(ids), H, W, C) uint8 of a group's `ids`, from its attrs `dataset` and `split`.
+
+    `cache` (optional dict) keeps each decoded split, so several stores or calls decode it once.
+    """
+    from embedkit.data.sources import load_images
+
+    dataset, split = attrs.get("dataset"), attrs.get("split")
+    if not dataset or not split:
+        raise DataError("the group's attrs name no source dataset/split, so its images cannot be shown")
+    key = (str(dataset), str(split))
+    cache = {} if cache is None else cache
+    if key not in cache:
+        try:
+            cache[key] = load_images(str(dataset), str(split), data_root).images
+        except DataError as exc:
+            raise DataError(f"images of {dataset} {split} are needed to draw the figure: {exc}") from None
+    images = cache[key]
+    ids = np.asarray(ids)
+    if len(ids) and (ids.min() < 0 or ids.max() >= len(images)):
+        raise DataError(f"ids up to {ids.max()} do not fit {dataset} {split}, which has {len(images)} images")
+    return images[ids]
+
+
+def draw_retrieval(results: list[Retrieval], out_path: Path, *, data_root: Path | None = None) -> Path:
+    """One grid row per query and store (a query's stores on adjacent rows): query | k nearest | k farthest.
+
+    Each image is captioned with its class name, neighbours also with their distance.
+    """
+    from embedkit.eval.plots import plot_image_grid
+
+    cache: dict = {}
+    rows = []
+    images = []
+    for r in results:
+        ids = np.concatenate([r.query_ids, r.nearest_ids.ravel(), r.farthest_ids.ravel()])
+        images.append(dict(zip(ids.tolist(), load_group_images(r.attrs, ids, data_root, cache))))
+    for q in range(len(results[0].query_ids)):
+        for r, by_id in zip(results, images):
+            query_class = class_name(r.attrs, int(r.query_labels[q]))
+            label = f"{r.name}\n{query_class}" if len(results) > 1 else query_class
+            rows.append((label, _row_cells(r, q, by_id)))
+    k = results[0].k
+    return plot_image_grid(rows, out_path, column_titles=["query", "", "nearest →"] + [""] * k + ["farthest →"],
+                           title=f"{results[0].group}: {k} nearest and {k} farthest (L2)")
+
+
+def _row_cells(r: Retrieval, q: int, by_id: dict) -> list:
+    """Grid cells of query `q`: the query, a gap, its nearest, a gap, its farthest."""
+    cells = [(by_id[int(r.query_ids[q])], class_name(r.attrs, int(r.query_labels[q]))), (None, "")]
+    for ids, labels, distances in ((r.nearest_ids, r.nearest_labels, r.nearest_distances),
+                                   (r.farthest_ids, r.farthest_labels, r.farthest_distances)):
+        cells += [(by_id[int(i)], f"{class_name(r.attrs, int(c))}\n{d:.2f}")
+                  for i, c, d in zip(ids[q], labels[q], distances[q])]
+        cells.append((None, ""))
+    return cells[:-1]
+
+
+def class_name(attrs: dict, label: int) -> str:
+    """The name of class `label` from the group's attr `class_names`; the number if unnamed, '?' if unknown (-1)."""
+    from embedkit.eval.maps import class_names_of
+
+    names = class_names_of(attrs)
+    if label < 0:
+        return "?"
+    return names[label] if label < len(names) else str(label)

@@ -1,0 +1,325 @@
+"""Indexes persisted beside the store, and the store-level queries: neighbors, pairs files.
+
+Indexes are saved as `<store>.index/<group>.<metric>.<kind>.<content_id>.faiss`: the group's content id is
+in the file name, so a rewritten group never finds a stale index; it is rebuilt on first use, and files of
+older contents are removed then. Distances are true L2 (or cosine distance); see `embedkit.search.knn`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+import numpy as np
+
+from embedkit._util.atomic import atomic_path
+from embedkit.errors import SearchError, StoreError
+from embedkit.search.knn import (
+    ProgressFn,
+    build_index,
+    check_options,
+    check_query,
+    index_name,
+    is_whole_self_join,
+    knn,
+    load_faiss,
+    prepare,
+    search_index,
+    self_knn,
+)
+from embedkit.store.store import GroupData, open_store
+from embedkit.store.schema import h5_errors
+
+PERSISTED_KINDS = ("hnsw", "ivf")  # flat is rebuilt from the store in memory: faster than reading a copy
+SELF_JOIN_STATUS = "exact self-join, no index"  # every row of a group against the group itself
+
+__all__ = [
+    "GroupIndex", "NeighborResult", "describe_store", "knn", "list_index_files", "make_pairs", "neighbors",
+    "neighbors_json", "open_group_index", "save_neighbors",
+]
+
+
+# ---------------------------------------------------------------- indexes persisted beside the store
+
+
+def index_folder(store_path: Path) -> Path:
+    return Path(store_path).with_name(Path(store_path).name + ".index")
+
+
+def _index_path(store_path: Path, group: str, metric: str, name: str, content_id: str) -> Path:
+    safe_group = quote(group, safe="").replace(".", "%2E")  # dots separate the name's fields
+    return index_folder(store_path) / f"{safe_group}.{metric}.{name}.{content_id}.faiss"
+
+
+def load_or_build_index(store_path: Path, group: str, content_id: str, reference: np.ndarray, kind: str,
+                        metric: str, farthest: bool) -> tuple[Any, str]:
+    """The index over prepared `reference` (N, D); returns (index, status).
+
+    Flat indexes are built in memory ("built in memory"): that is faster than reading a saved copy
+    (0.2 s against 0.8-1.3 s for 200,000 x 128 here) and cannot go stale. HNSW and IVF indexes are loaded
+    from beside the store when their content id matches ("loaded"), else built and saved ("built", or
+    "built (not saved: <why>)" when the folder is not writable).
+    """
+    if kind not in PERSISTED_KINDS:
+        return build_index(reference, kind, metric, farthest=farthest), "built in memory"
+    path = _index_path(store_path, group, metric, index_name(kind, metric, farthest), content_id)
+    if path.exists():
+        with contextlib.suppress(RuntimeError):
+            index = load_faiss().read_index(str(path))
+            if index.ntotal == len(reference) and index.d == reference.shape[1]:
+                return index, "loaded"
+    index = build_index(reference, kind, metric, farthest=farthest)
+    try:
+        _save_index(index, path)
+    except OSError as exc:
+        return index, f"built (not saved: {exc.strerror or exc})"
+    return index, "built"
+
+
+def _save_index(index, path: Path) -> None:
+    """Write atomically (temp file + rename), then remove the group's indexes built from older contents."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_path(path) as tmp:
+            load_faiss().write_index(index, str(tmp))
+    except RuntimeError as exc:  # FAISS reports I/O errors as RuntimeError
+        raise OSError(str(exc).splitlines()[0]) from None
+    group_part, content_id = path.name.split(".")[0], path.name.split(".")[3]
+    for old in path.parent.glob(f"{group_part}.*.faiss"):
+        parts = old.name.split(".")
+        if len(parts) == 5 and parts[3] != content_id:
+            with contextlib.suppress(OSError):
+                old.unlink()
+
+
+@dataclass(frozen=True)
+class IndexFile:
+    """A persisted index: its group, metric, kind, the content id it was built from, its size."""
+
+    group: str
+    metric: str
+    kind: str
+    content_id: str
+    path: Path
+    size_bytes: int
+
+
+def list_index_files(store_path: Path) -> list[IndexFile]:
+    """Every persisted index of a store (compare `content_id` with the group's to tell fresh from stale)."""
+    found = []
+    for path in sorted(index_folder(store_path).glob("*.faiss")):
+        parts = path.name.split(".")
+        if len(parts) == 5 and not path.name.startswith("."):
+            found.append(IndexFile(unquote(parts[0]), parts[1], parts[2], parts[3], path, path.stat().st_size))
+    return found
+
+
+# ---------------------------------------------------------------- store-level queries
+
+
+@dataclass(frozen=True)
+class NeighborResult:
+    """Neighbours of each query: ids (Q, k) are the group's `ids` values, rows (Q, k) its row positions."""
+
+    group: str
+    query_group: str
+    k: int
+    farthest: bool
+    metric: str
+    index_kind: str
+    index_status: str
+    query_ids: np.ndarray
+    query_labels: np.ndarray
+    ids: np.ndarray
+    rows: np.ndarray
+    labels: np.ndarray
+    distances: np.ndarray
+    content_id: str
+    class_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GroupIndex:
+    """A group ready for many searches: its data, its vectors prepared for the metric, its FAISS index."""
+
+    store_path: Path
+    data: GroupData
+    kind: str
+    metric: str
+    farthest: bool
+    reference: np.ndarray
+    index: Any
+    status: str
+
+    def search(self, queries: np.ndarray, k: int, *, self_rows: np.ndarray | None = None,
+               on_progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(distances (Q, k) float32, rows (Q, k) int64) for `queries` (Q, D); `self_rows` (Q,) are excluded."""
+        where = f"group '{self.data.name}' of {self.store_path}"
+        check_query(len(self.reference), self.reference.shape[1], queries, k, exclude_self=self_rows is not None,
+                    where=where)
+        return search_index(self.index, self.kind, self.reference, prepare(queries, self.metric), k,
+                            farthest=self.farthest, metric=self.metric, self_rows=self_rows, on_progress=on_progress)
+
+
+def open_group_index(store_path: Path | str, group: str, *, metric: str = "l2", kind: str = "flat",
+                     farthest: bool = False, data: GroupData | None = None) -> GroupIndex:
+    """Load `group` (or use `data`, already read) and its index, to search it many times."""
+    check_options(metric, kind, farthest)
+    store_path = Path(store_path)
+    data = open_store(store_path).read(group) if data is None else data
+    if len(data.ids) == 0:
+        raise SearchError(f"group '{group}' of {store_path} is empty (0 rows): nothing to search")
+    reference = prepare(data.embeddings, metric)
+    index, status = load_or_build_index(store_path, group, data.content_id, reference, kind, metric, farthest)
+    return GroupIndex(store_path, data, kind, metric, farthest, reference, index, status)
+
+
+def neighbors(store_path: Path | str, group: str, k: int, *, farthest: bool = False, query_group: str | None = None,
+              query_ids: Any = None, metric: str = "l2", index_kind: str = "flat",
+              on_progress: ProgressFn | None = None) -> NeighborResult:
+    """The k nearest (or farthest) rows of `group` for queries from `query_group` (default: `group` itself).
+
+    `query_ids` picks query rows by their `ids` value; by default every row is a query. When the queries come
+    from the indexed group, no row is its own neighbour. Every check (k, sizes, dimensions, an empty group) runs
+    before an index is built or any file written; every row of a group against itself with the exact (flat)
+    index is a self-join that needs no index at all (`embedkit.search.self_join`).
+    """
+    check_options(metric, index_kind, farthest)
+    store_path, query_group = Path(store_path), query_group or group
+    store = open_store(store_path)
+    with store.snapshot():
+        ref = store.read(group)
+        qdata = ref if query_group == group else store.read(query_group)
+    q_rows = np.arange(len(qdata.ids)) if query_ids is None else _rows_of_ids(store_path, qdata, query_ids)
+    queries = qdata.embeddings[q_rows]
+    if queries.shape[1] != ref.embeddings.shape[1]:
+        raise SearchError(f"dimension mismatch: query group '{query_group}' has D={queries.shape[1]}, "
+                          f"group '{group}' of {store_path} has D={ref.embeddings.shape[1]}")
+    self_rows = q_rows if query_group == group else None
+    check_query(len(ref.ids), ref.embeddings.shape[1], queries, k, exclude_self=self_rows is not None,
+                where=f"group '{group}' of {store_path}")
+    if index_kind == "flat" and is_whole_self_join(self_rows, len(ref.ids), len(queries)):
+        distances, rows = self_knn(prepare(ref.embeddings, metric), k, farthest=farthest, metric=metric,
+                                   on_progress=on_progress)
+        status = SELF_JOIN_STATUS
+    else:
+        searcher = open_group_index(store_path, group, metric=metric, kind=index_kind, farthest=farthest, data=ref)
+        distances, rows = searcher.search(queries, k, self_rows=self_rows, on_progress=on_progress)
+        status = searcher.status
+    return NeighborResult(group, query_group, k, farthest, metric, index_kind, status, qdata.ids[q_rows],
+                          qdata.labels[q_rows], ref.ids[rows], rows, ref.labels[rows], distances,
+                          ref.content_id, tuple(ref.attrs.get("class_names", ())))
+
+
+def _rows_of_ids(store_path: Path, data, query_ids) -> np.ndarray:
+    """Row positions of the given ids values in `data` (SearchError naming the ids that are absent)."""
+    wanted = np.asarray(query_ids, dtype=np.int64).reshape(-1)
+    if wanted.size == 0:
+        raise SearchError(f"no query ids given for group '{data.name}' of {store_path}")
+    order = np.argsort(data.ids)
+    pos = np.clip(np.searchsorted(data.ids[order], wanted), 0, max(len(order) - 1, 0))
+    found = data.ids[order[pos]] == wanted if len(order) else np.zeros(len(wanted), bool)
+    if not found.all():
+        absent = ", ".join(str(i) for i in wanted[~found][:5])
+        raise SearchError(f"ids not in group '{data.name}' of {store_path}: {absent}")
+    return order[pos]
+
+
+def make_pairs(store_path: Path | str, group: str, k: int, out_path: Path | str, *, metric: str = "l2",
+               on_progress: ProgressFn | None = None) -> Path:
+    """Write each row's k nearest neighbours (never itself) to an HDF5 pairs file; returns its path.
+
+    Pairs file: ids (N,), neighbor_ids (N, k), neighbor_rows (N, k) int64, distances (N, k) float32;
+    attrs store, group, k, metric, content_id (of the group searched), schema_version, created.
+    """
+    import h5py
+
+    from embedkit.store.schema import SCHEMA_VERSION, now
+
+    store_path, out_path = Path(store_path), Path(out_path)
+    if not out_path.parent.is_dir():
+        raise StoreError(f"{out_path}: folder {out_path.parent} does not exist")
+    if not os.access(out_path.parent, os.W_OK):
+        raise StoreError(f"{out_path}: folder {out_path.parent} is not writable")
+    if out_path.exists() and out_path.resolve() == store_path.resolve():
+        raise StoreError(f"{out_path}: is the store itself; choose another output file")
+    result = neighbors(store_path, group, k, metric=metric, on_progress=on_progress)
+    with h5_errors(out_path, "cannot write the pairs file"), atomic_path(out_path) as tmp, \
+            h5py.File(tmp, "w", locking=False) as out:
+        out["ids"], out["neighbor_ids"] = result.query_ids, result.ids
+        out["neighbor_rows"], out["distances"] = result.rows, result.distances
+        out.attrs.update({"store": str(store_path.resolve()), "group": group, "k": k, "metric": metric,
+                          "content_id": result.content_id, "schema_version": SCHEMA_VERSION, "created": now()})
+    return out_path
+
+
+def neighbors_json(result: NeighborResult) -> dict[str, Any]:
+    """The `--json` object: {"group", "k", "farthest", "results": [{"query_id", "ids", "distances"}, ...]}."""
+    results = [
+        {"query_id": int(qid), "ids": ids.tolist(), "distances": [round(float(d), 6) for d in dist]}
+        for qid, ids, dist in zip(result.query_ids, result.ids, result.distances)
+    ]
+    return {"group": result.group, "k": result.k, "farthest": result.farthest, "results": results}
+
+
+def save_neighbors(result: NeighborResult, path: Path | str) -> Path:
+    """Write the full result atomically: `.json` (as `neighbors_json`), `.h5`/`.hdf5` or `.npz` arrays
+    query_ids (Q,), ids (Q, k), rows (Q, k), distances (Q, k) float32 (HDF5 attrs: group, query_group, k,
+    farthest, metric, index_kind, content_id)."""
+    import json
+
+    from embedkit.errors import ConfigError
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".json", ".h5", ".hdf5", ".npz"):
+        raise ConfigError(f"{path}: unknown output format {suffix or '(none)'!r}: use .json, .h5 or .npz")
+    if not path.parent.is_dir():
+        raise StoreError(f"{path}: folder {path.parent} does not exist")
+    arrays = {"query_ids": result.query_ids, "ids": result.ids, "rows": result.rows, "distances": result.distances}
+    with atomic_path(path) as tmp:
+        if suffix == ".json":
+            tmp.write_text(json.dumps(neighbors_json(result)) + "\n")
+        elif suffix == ".npz":
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+        else:
+            with h5_errors(path, "cannot write"):
+                _write_h5(tmp, arrays, result)
+    return path
+
+
+def _write_h5(tmp: Path, arrays: dict[str, np.ndarray], result: NeighborResult) -> None:
+    import h5py
+
+    with h5py.File(tmp, "w", locking=False) as out:
+        for name, values in arrays.items():
+            out[name] = values
+        out.attrs.update({"group": result.group, "query_group": result.query_group, "k": result.k,
+                          "farthest": result.farthest, "metric": result.metric, "index_kind": result.index_kind,
+                          "content_id": result.content_id})
+
+
+def describe_store(store_path: Path | str, *, check_values: bool = True) -> dict[str, Any]:
+    """A JSON-ready summary: file, schema, and per group its shape, provenance and persisted indexes.
+
+    With `check_values`, every group is also read in chunks and checked for NaN/inf and duplicate ids.
+    """
+    store = open_store(store_path)
+    indexes = list_index_files(store.path)
+    groups = []
+    with store.snapshot():
+        for info in store.describe():
+            if check_values:
+                store.verify(info.name)
+            files = [
+                {"metric": f.metric, "kind": f.kind, "fresh": f.content_id == info.attrs["content_id"],
+                 "size_bytes": f.size_bytes, "file": str(f.path)}
+                for f in indexes if f.group == info.name
+            ]
+            groups.append({**info.attrs, "name": info.name, "n": info.n, "dim": info.dim, "indexes": files})
+    return {"store": str(store.path), "size_bytes": store.path.stat().st_size, "groups": groups}

@@ -1,0 +1,54 @@
+"""The study's figures, every model side by side, drawn from the stores and runs it wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from embedkit.eval.anomaly import anomaly_store, draw_top_anomalies
+from embedkit.eval.cluster import draw_clusters
+from embedkit.eval.maps import map_store
+from embedkit.eval.plots import plot_losses, plot_maps, plot_roc
+from embedkit.eval.retrieval import draw_retrieval, retrieve_store
+from embedkit.study.plan import ENCODER_MODELS, MODELS, OOD_GROUP, TEST_GROUP, TRAIN_GROUP
+from embedkit.training.loop import read_log
+
+
+def draw_all(paths, plan, data_root: Path | None) -> dict[str, list[str]]:
+    """Loss curves, PCA and t-SNE maps, retrieval grids, ROC curves, anomalies, clusters: {section: [png]}."""
+    stores = [paths.store(m) for m in MODELS]
+    out = paths.figures
+    return {
+        "Loss curves": [str(_losses(paths.run(m), out / f"losses-{m}.png", m)) for m in ENCODER_MODELS],
+        "Maps": [str(_maps(stores, method, plan, out / f"map-{method}.png")) for method in ("pca", "tsne")],
+        "Retrieval": [str(_retrieval(stores, data_root, out / "retrieval.png"))],
+        **_anomalies([paths.store(m) for m in ENCODER_MODELS], plan, data_root, out),
+        "Clustering": [str(_clusters(stores, plan, out / "clusters.png"))],
+    }
+
+
+def _losses(run_dir: Path, out: Path, model: str) -> Path:
+    return plot_losses(read_log(run_dir), out, title=f"{model}: VICReg loss terms")
+
+
+def _maps(stores: list[Path], method: str, plan, out: Path) -> Path:
+    maps = [map_store(s, TEST_GROUP, method, max_points=plan.tsne_points, seed=plan.seed) for s in stores]
+    title = f"{TEST_GROUP}: {'PCA' if method == 'pca' else 't-SNE'} ({len(maps[0].rows):,} points)"
+    return plot_maps([(m.name, m.xy, m.labels) for m in maps], maps[0].class_names, out, title=title)
+
+
+def _retrieval(stores: list[Path], data_root, out: Path) -> Path:
+    first = retrieve_store(stores[0], TRAIN_GROUP, 5, per_class=1)
+    results = [first] + [retrieve_store(s, TRAIN_GROUP, 5, query_ids=first.query_ids) for s in stores[1:]]
+    return draw_retrieval(results, out, data_root=data_root)
+
+
+def _anomalies(stores: list[Path], plan, data_root, out: Path) -> dict[str, list[str]]:
+    results = [anomaly_store(s, OOD_GROUP, plan.anomaly_k, data_root=data_root) for s in stores]
+    curves = [(r.name, r.result.fpr, r.result.tpr, r.result.roc_auc) for r in results]
+    roc = plot_roc(curves, out / "roc.png", title=f"{TEST_GROUP} vs {OOD_GROUP}, k={plan.anomaly_k}")
+    top = draw_top_anomalies(results, 7, out / "top-anomalies.png", data_root=data_root)
+    return {"ROC curves (CIFAR-10 test vs MNIST)": [str(roc)], "Most anomalous images": [str(top)]}
+
+
+def _clusters(stores: list[Path], plan, out: Path) -> Path:
+    return draw_clusters(stores, TEST_GROUP, plan.cluster_k, out, max_points=plan.tsne_points, seed=plan.seed)[1]

@@ -1,0 +1,110 @@
+"""The training config: one frozen dataclass saved with every checkpoint, the cpu and gpu presets, validation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from embedkit.training.views import ViewConfig
+from embedkit.errors import ConfigError
+from embedkit.training.models import ENCODER_KINDS
+
+OPTIMIZERS = ("adam", "lars")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run; saved in every checkpoint and store written from it."""
+
+    preset: str = "cpu"
+    dataset: str = "cifar10"
+    encoder: str = "small"
+    dim: int = 128
+    epochs: int = 10
+    batch_size: int = 256
+    optimizer: str = "adam"
+    lr: float = 3e-4  # LARS scales it by batch_size / 256
+    weight_decay: float = 0.0  # never applied to biases and BatchNorm parameters
+    warmup_epochs: float = 0.0
+    schedule: str = "constant"
+    lam: float = 25.0
+    mu: float = 25.0
+    nu: float = 1.0
+    seed: int = 0
+    subset: int | None = None  # train on this many images of the train split, drawn with `seed`
+    test_images: int = 2048  # test-split images whose loss terms are logged each epoch (0: none)
+    amp: bool = False  # bf16 autocast, on CUDA only
+    positives: str | None = None  # pairs file (`embedkit pairs`): positives are neighbours, not views of the image
+    positives_sha256: str | None = None  # `sha256:<hex>` of that file, set by make_config; checked when training
+    augment_positives: bool = False  # with `positives`: give anchors and neighbours the VICReg views too
+    views: ViewConfig = field(default_factory=ViewConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """Inverse of `to_dict` (lists back to tuples); ConfigError on unknown keys."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown training config keys: {', '.join(unknown)}")
+        views = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(data.get("views", {})).items()}
+        return cls(**{**data, "views": ViewConfig(**views)})
+
+
+# Presets. cpu: with channels-last convolutions the small encoder trains at about 200 images/s on two idle cores
+# (benchmarks/bench_train.py), so six epochs of CIFAR-10 take about 25 minutes. gpu: the mission's ResNet-18 with
+# solo-learn's CIFAR recipe for VICReg (LARS, lr 0.3, weight decay 1e-4, warm-up 10 epochs, cosine), in bf16 autocast.
+PRESETS: dict[str, dict] = {
+    "cpu": dict(encoder="small", epochs=6, batch_size=256, optimizer="adam", lr=1e-3, warmup_epochs=0.5,
+                schedule="cosine", weight_decay=0.0),
+    "gpu": dict(encoder="resnet18", epochs=200, batch_size=256, optimizer="lars", lr=0.3, weight_decay=1e-4,
+                warmup_epochs=10, schedule="cosine", amp=True),
+}
+
+
+def make_config(preset: str = "auto", **overrides) -> TrainConfig:
+    """A validated TrainConfig: `preset` ("auto": gpu when CUDA is available, else cpu) plus non-None overrides."""
+    if preset == "auto":
+        import torch
+
+        preset = "gpu" if torch.cuda.is_available() else "cpu"
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r} (presets: auto, {', '.join(PRESETS)})")
+    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    if values.get("positives") is not None:
+        values["positives"] = str(values["positives"])
+        values.setdefault("positives_sha256", pairs_digest(values["positives"]))
+    return validate_config(TrainConfig(preset=preset, **values))
+
+
+def pairs_digest(path: str) -> str:
+    """`sha256:<hex>` of a pairs file; ConfigError naming it if it is missing."""
+    from embedkit.training.models import file_digest
+
+    try:
+        return file_digest(Path(path))
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(f"{path}: pairs file not found (make one with `embedkit pairs`)") from None
+
+
+def validate_config(config: TrainConfig) -> TrainConfig:
+    """Return `config` unchanged, or raise ConfigError naming the first bad value."""
+    checks = [
+        (config.encoder in ENCODER_KINDS, f"encoder {config.encoder!r} (known: {', '.join(ENCODER_KINDS)})"),
+        (config.optimizer in OPTIMIZERS, f"optimizer {config.optimizer!r} (known: {', '.join(OPTIMIZERS)})"),
+        (config.schedule in SCHEDULES, f"schedule {config.schedule!r} (known: {', '.join(SCHEDULES)})"),
+        (config.epochs >= 1, f"epochs {config.epochs}: must be at least 1"),
+        (config.batch_size >= 2, f"batch size {config.batch_size}: must be at least 2 (the loss needs variances)"),
+        (config.lr > 0, f"learning rate {config.lr}: must be positive"),
+        (config.dim >= 1, f"dim {config.dim}: must be positive"),
+        (config.subset is None or config.subset >= 2, f"subset {config.subset}: must be at least 2 images"),
+        (min(config.lam, config.mu, config.nu) >= 0, "loss weights lam, mu, nu must be non-negative"),
+        (config.positives is not None or not config.augment_positives, "augment_positives needs a positives file"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    return config

@@ -1,0 +1,132 @@
+"""Encode images with a trained encoder, in batches, and stream the embeddings into the store with provenance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from embedkit.data.sources import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    check_subset_size,
+    chosen_rows,
+    load_images,
+    normalize,
+    to_float_tensor,
+    to_rgb32,
+)
+from embedkit.device import pick_device
+from embedkit.errors import StoreError
+from embedkit.training.models import file_digest, load_checkpoint
+
+Progress = Callable[[int, int], None] | None
+DEFAULT_PREPROCESSING = {"size": 32, "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)}
+
+
+def encode_images(
+    encoder: torch.nn.Module,
+    images: np.ndarray,
+    *,
+    batch_size: int = 512,
+    device: str = "auto",
+    on_progress: Progress = None,
+) -> np.ndarray:
+    """(N, H, W, C) uint8 images -> (N, D) float32 embeddings, in eval mode without gradients.
+
+    Images go through `to_rgb32` and the encoder's `preprocessing` (resize to its training size, normalise with
+    its mean/std; a checkpoint's encoder carries it, the CIFAR-10 statistics otherwise).
+    """
+    chunks = list(iter_embeddings(encoder, images, batch_size=batch_size, device=device, on_progress=on_progress))
+    if not chunks:
+        return np.zeros((0, encoder.dim), dtype=np.float32)
+    return np.concatenate(chunks)
+
+
+def iter_embeddings(
+    encoder: torch.nn.Module,
+    images: np.ndarray,
+    *,
+    batch_size: int = 512,
+    device: str = "auto",
+    on_progress: Progress = None,
+    done_before: int = 0,
+    total: int | None = None,
+) -> Iterator[np.ndarray]:
+    """Like `encode_images`, one (batch, D) float32 array at a time; progress counts from `done_before`."""
+    prep = getattr(encoder, "preprocessing", None) or DEFAULT_PREPROCESSING
+    torch_device = pick_device(device)
+    encoder = encoder.to(torch_device).eval()
+    if torch_device.type in ("cuda", "cpu"):
+        encoder = encoder.to(memory_format=torch.channels_last)
+    images = to_rgb32(images)
+    total = len(images) if total is None else total
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            x = to_float_tensor(images[start : start + batch_size]).to(torch_device)
+            if x.shape[-1] != prep["size"]:
+                x = F.interpolate(x, size=prep["size"], mode="bilinear", align_corners=False, antialias=True)
+            x = normalize(x, tuple(prep["mean"]), tuple(prep["std"]))
+            yield encoder(x).float().cpu().numpy()
+            if on_progress is not None:
+                on_progress(done_before + min(start + batch_size, len(images)), total)
+
+
+def encode_to_store(
+    checkpoint: Path,
+    dataset: str,
+    splits: list[str],
+    store_path: Path,
+    *,
+    data_root: Path | None = None,
+    device: str = "auto",
+    batch_size: int = 512,
+    overwrite: bool = False,
+    subset: int | None = None,
+    seed: int = 0,
+    on_progress: Progress = None,
+) -> list[str]:
+    """Encode each split of `dataset` with the checkpoint's encoder into group `<dataset>/<split>` of the store.
+
+    `subset`: encode only that many images of each split, drawn with `seed` (ids keep their rows in the split).
+
+    Groups carry provenance attrs: checkpoint (path), checkpoint_digest (sha256), config (JSON), dataset, split,
+    class_names. An existing group is an error unless `overwrite`; the groups are written in one transaction.
+    Returns the group names written.
+    """
+    from embedkit.store.store import open_store
+
+    check_subset_size(subset)
+    checkpoint = Path(checkpoint)
+    encoder, config = load_checkpoint(checkpoint)
+    store = open_store(store_path, create=True)
+    image_sets = [load_images(dataset, split, data_root) for split in splits]
+    groups = [f"{image_set.dataset}/{image_set.split}" for image_set in image_sets]
+    taken = [group for group in groups if group in store] if not overwrite else []
+    if taken:
+        raise StoreError(f"{store.path}: group '{taken[0]}' already exists (pass --overwrite to replace it)")
+    provenance = {
+        "checkpoint": str(checkpoint.resolve()),
+        "checkpoint_digest": file_digest(checkpoint),
+        "config": config,  # stored as JSON text, read back as a dict
+    }
+    rows = [chosen_rows(len(s.images), subset, seed) for s in image_sets]
+    total, done = sum(len(r) for r in rows), 0
+    with store.transaction(groups, overwrite=overwrite) as transaction:  # every split lands, or none
+        for image_set, group, split_rows in zip(image_sets, groups, rows):
+            attrs = {**provenance, "dataset": image_set.dataset, "split": image_set.split,
+                     "class_names": list(image_set.class_names)}
+            images = image_set.images if subset is None else image_set.images[split_rows]
+            writer = transaction.new_group(group, encoder.dim, attrs, expected_rows=len(images))
+            batches = iter_embeddings(encoder, images, batch_size=batch_size, device=device,
+                                      on_progress=on_progress, done_before=done, total=total)
+            start = 0
+            for embeddings in batches:
+                ids = split_rows[start : start + len(embeddings)]
+                writer.append(embeddings, image_set.labels[ids], ids)
+                start += len(embeddings)
+            done += len(images)
+    return groups

@@ -1,0 +1,383 @@
+"""The VICReg training loop: sessions, steps, the JSON-lines log, checkpoints and resume.
+
+Reads top to bottom like facebookresearch/vicreg's `main_vicreg.py`, without its globals: `train(config, run_dir,
+images)` builds the encoder, projector, optimiser and view source, then steps through seeded epochs (the config
+and its presets are in `embedkit.training.config`, the LARS optimiser and the schedule in `embedkit.training.optim`). Every batch
+appends its loss terms to `<run_dir>/log.jsonl`; every epoch adds the terms on a fixed sample of the test split and
+rewrites `<run_dir>/last.pt` atomically. `resume=True` continues from `last.pt` mid-epoch if need be: the epoch's
+order is derived from (seed, epoch) and the view generator's state is in the checkpoint, so on CPU a resumed run
+ends with the same weights as an uninterrupted one. Ctrl-C is deferred to the end of the current step, which is
+saved before the KeyboardInterrupt propagates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from embedkit.training.views import AugmentedPairs, PairSource
+from embedkit.data.sources import subset_rows
+from embedkit.device import pick_device
+from embedkit.errors import CheckpointError, ConfigError
+from embedkit.training.losses import vicreg_loss
+from embedkit.training.models import build_encoder, build_projector, checkpoint_payload, read_checkpoint, save_checkpoint
+from embedkit.training.optim import LARS, learning_rate
+from embedkit.training.config import PRESETS, TrainConfig, make_config, validate_config
+
+__all__ = ["PRESETS", "TrainConfig", "TrainResult", "make_config", "read_log", "resume_config", "train"]
+
+CHECKPOINT_NAME = "last.pt"
+LOG_NAME = "log.jsonl"
+TERMS = ("total", "inv", "var", "cov")  # the loss terms of every log record
+
+
+def resume_config(run_dir: Path, epochs: int | None = None) -> TrainConfig:
+    """The config saved in `<run_dir>/last.pt`, optionally with more `epochs` to continue a finished run."""
+    payload = read_checkpoint(Path(run_dir) / CHECKPOINT_NAME)
+    config = TrainConfig.from_dict(payload["config"])
+    return validate_config(replace(config, epochs=epochs) if epochs else config)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run left: its folder and checkpoint, steps done and the last logged terms."""
+
+    run_dir: Path
+    checkpoint: Path
+    steps: int
+    epochs: int
+    train_terms: dict
+    test_terms: dict | None
+    images_per_s: float
+
+
+@dataclass
+class _Session:
+    """The mutable state of a run: modules, optimiser, view generator and the global step."""
+
+    encoder: torch.nn.Module
+    projector: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    step: int = 0
+
+
+def train(
+    config: TrainConfig,
+    run_dir: Path,
+    train_images,
+    test_images=None,
+    *,
+    resume: bool = False,
+    device: str = "auto",
+    on_progress: Callable[[int, int], None] | None = None,
+    on_log: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train an encoder with VICReg and leave `<run_dir>/last.pt`, `log.jsonl` and `config.json`.
+
+    train_images / test_images: (N, H, W, C) uint8 arrays or `ImageSet`s (resized to 32x32 RGB); test may be None.
+    `on_progress(step, total_steps)` and `on_log(record)` are called after every step (records are the JSON lines).
+    Raises ConfigError for a bad config or a resume whose checkpoint was made with another config.
+    """
+    validate_config(config)
+    run_dir = Path(run_dir)
+    torch_device = pick_device(device)
+    images = _images_of(train_images)
+    source = make_pair_source(config, images, torch_device, anchor_rows=_train_rows(config, images))
+    test_source = None
+    if test_images is not None and config.test_images > 0:
+        # Test images have no neighbour pairs: their logged terms are always on two augmented views.
+        test_sample = _sample(_images_of(test_images), config.test_images, config.seed)
+        test_source = AugmentedPairs(test_sample, config.views, torch_device)
+    session = _new_session(config, torch_device)
+    if resume:
+        _restore(session, config, run_dir / CHECKPOINT_NAME)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    _truncate_log(run_dir / LOG_NAME, session.step)
+    first_step, started = session.step, time.perf_counter()
+    loop = _Loop(config, session, source, test_source, run_dir, on_progress, on_log)
+    last_train, last_test = loop.run()
+    elapsed = time.perf_counter() - started
+    images_per_s = (session.step - first_step) * loop.batch / elapsed if elapsed > 0 else 0.0
+    return TrainResult(run_dir, run_dir / CHECKPOINT_NAME, session.step, session.step // loop.steps_per_epoch,
+                       last_train, last_test, images_per_s)
+
+
+def read_log(run: Path) -> list[dict]:
+    """The JSON records of a run's `log.jsonl` (`run`: the run folder or the log file itself)."""
+    path = Path(run)
+    path = path / LOG_NAME if path.is_dir() else path
+    if not path.is_file():
+        raise ConfigError(f"{path}: no training log (is {Path(run)} a run folder made by `embedkit train`?)")
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise ConfigError(f"{path}: line {number} is not JSON") from None
+        if not _is_loss_record(record):
+            raise ConfigError(f"{path}: line {number} is not a loss record (needs split, step, {', '.join(TERMS)})")
+        records.append(record)
+    return records
+
+
+
+def _is_loss_record(record) -> bool:
+    number = (int, float)
+    return (isinstance(record, dict) and record.get("split") in ("train", "test")
+            and isinstance(record.get("step"), int) and all(isinstance(record.get(k), number) for k in TERMS))
+
+
+class _Loop:
+    """The epoch loop of one run: steps, per-step log lines, per-epoch test terms and checkpoints."""
+
+    def __init__(self, config, session, source, test_source, run_dir: Path, on_progress, on_log):
+        self.config, self.session, self.source, self.test_source = config, session, source, test_source
+        self.checkpoint, self.log_path = run_dir / CHECKPOINT_NAME, run_dir / LOG_NAME
+        self.on_progress, self.on_log = on_progress, on_log
+        self.batch = min(config.batch_size, len(source))
+        self.steps_per_epoch = max(1, len(source) // self.batch)
+        self.total_steps = config.epochs * self.steps_per_epoch
+
+    def run(self) -> tuple[dict, dict | None]:
+        """Step until the last epoch ends; on Ctrl-C (deferred to a step boundary) save, then re-raise."""
+        last_train, last_test, session = {}, None, self.session
+        with open(self.log_path, "a") as self.log, _deferred_sigint() as pressed:
+            at_boundary = True
+            try:
+                while session.step < self.total_steps:
+                    epoch, position = divmod(session.step, self.steps_per_epoch)
+                    order = _epoch_order(self.config.seed, epoch, len(self.source))
+                    rows = order[position * self.batch : (position + 1) * self.batch]
+                    lr = learning_rate(self.config, session.step, self.steps_per_epoch)
+                    at_boundary = False
+                    terms = _train_step(session, self.source, rows, lr, self.config)
+                    session.step += 1
+                    at_boundary = True
+                    record = {"split": "train", "epoch": epoch, "step": session.step, **terms, "lr": lr}
+                    last_train = self._emit(record)
+                    if session.step % self.steps_per_epoch == 0:
+                        last_test = self._end_epoch(epoch) or last_test
+                    if self.on_progress is not None:
+                        self.on_progress(session.step, self.total_steps)
+                    if pressed:
+                        raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                if at_boundary:
+                    self._save()
+                raise
+        return last_train, last_test  # the last step ended an epoch, so it is saved
+
+    def _end_epoch(self, epoch: int) -> dict | None:
+        record = None
+        if self.test_source is not None:
+            terms = _evaluate(self.session, self.test_source, self.batch, self.config, epoch)
+            record = self._emit({"split": "test", "epoch": epoch, "step": self.session.step, **terms})
+        self._save()
+        return record
+
+    def _emit(self, record: dict) -> dict:
+        self.log.write(json.dumps(record) + "\n")
+        self.log.flush()
+        if self.on_log is not None:
+            self.on_log(record)
+        return record
+
+    def _save(self) -> None:
+        session = self.session
+        rng = {"torch": torch.get_rng_state(), "views": session.generator.get_state()}
+        payload = checkpoint_payload(
+            session.encoder, self.config.to_dict(), _preprocessing(self.config), session.step,
+            epoch=session.step // self.steps_per_epoch, projector_state=session.projector.state_dict(),
+            optimizer_state=session.optimizer.state_dict(), rng=rng,
+        )
+        save_checkpoint(self.checkpoint, payload)
+
+
+def make_pair_source(config: TrainConfig, images: np.ndarray, device: torch.device, *,
+                     anchor_rows: np.ndarray | None = None) -> PairSource:
+    """The source of the two inputs of each training example.
+
+    images: (N, H, W, 3) uint8, the train split; anchor_rows: the rows trained on (None: all of them).
+    Plain VICReg: two augmented views of each image. With `config.positives`: the image and one of its k nearest
+    neighbours in the pairs file (which may lie outside `anchor_rows`), augmented only with `augment_positives`;
+    a pairs file over a sample of the split trains on that sample (`config.subset` of it with a subset).
+    """
+    if config.positives is None:
+        return AugmentedPairs(images if anchor_rows is None else images[anchor_rows], config.views, device)
+    from embedkit.training.positives import NeighbourPairs, read_neighbour_table
+    from embedkit.training.config import pairs_digest
+
+    if config.positives_sha256 is not None and pairs_digest(config.positives) != config.positives_sha256:
+        raise ConfigError(f"{config.positives}: pairs file changed since the run was configured "
+                          f"(expected {config.positives_sha256})")
+    covered, table = read_neighbour_table(config.positives, len(images))
+    if len(covered) < len(images):  # pairs made on a sample of the split: its rows are the anchors
+        rows = subset_rows(len(covered), config.subset, config.seed)
+        anchor_rows = covered if rows is None else covered[rows]
+    return NeighbourPairs(images, table, config.views, device, anchor_rows=anchor_rows,
+                          augment=config.augment_positives)
+
+
+def _images_of(images) -> np.ndarray:
+    """(N, 32, 32, 3) uint8 from an array or an ImageSet."""
+    from embedkit.data.sources import to_rgb32
+
+    return to_rgb32(getattr(images, "images", images))
+
+
+def _train_rows(config: TrainConfig, images: np.ndarray) -> np.ndarray | None:
+    """Rows of the training images trained on: None for all, or a seeded sorted subset of `config.subset`."""
+    if len(images) < 2:
+        raise ConfigError(f"{len(images)} training image(s): VICReg needs at least 2")
+    return subset_rows(len(images), config.subset, config.seed)
+
+
+def _sample(images: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """`n` images drawn without replacement with `seed`, in their original order (all of them if n is None or more)."""
+    rows = subset_rows(len(images), n, seed)
+    return images if rows is None else images[rows]
+
+
+def _epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The shuffled row order of one epoch: a function of (seed, epoch) only, so a resume can recompute it."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator)
+
+
+def _new_session(config: TrainConfig, device: torch.device) -> _Session:
+    torch.manual_seed(config.seed)
+    encoder = build_encoder(config.encoder, config.dim).to(device)
+    projector = build_projector(config.dim).to(device)
+    encoder.preprocessing = _preprocessing(config)
+    if device.type in ("cuda", "cpu"):  # channels-last convolutions: about 1.3x faster steps on 2 CPU cores too
+        encoder = encoder.to(memory_format=torch.channels_last)
+    modules = [encoder, projector]
+    decay = [p for m in modules for p in m.parameters() if p.ndim > 1]
+    no_decay = [p for m in modules for p in m.parameters() if p.ndim <= 1]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay, "lars": True},
+        {"params": no_decay, "weight_decay": 0.0, "lars": False},
+    ]
+    if config.optimizer == "lars":
+        optimizer = LARS(groups, lr=config.lr)
+    else:
+        adam = torch.optim.AdamW if config.weight_decay else torch.optim.Adam
+        optimizer = adam(groups, lr=config.lr)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    return _Session(encoder, projector, optimizer, generator)
+
+
+def _train_step(session: _Session, source: PairSource, rows: torch.Tensor, lr: float, config: TrainConfig) -> dict:
+    """One optimiser step on the batch `rows`; returns the unweighted terms and total as floats."""
+    for group in session.optimizer.param_groups:
+        group["lr"] = lr
+    a, b = source.pair(rows, session.generator)
+    with _autocast(config, a.device):
+        z1 = session.projector(session.encoder(a))
+        z2 = session.projector(session.encoder(b))
+    terms = vicreg_loss(z1, z2, config.lam, config.mu, config.nu)
+    session.optimizer.zero_grad(set_to_none=True)
+    terms.total.backward()
+    session.optimizer.step()
+    return terms.as_floats()
+
+
+@torch.no_grad()
+def _evaluate(session: _Session, source: PairSource, batch: int, config: TrainConfig, epoch: int) -> dict:
+    """Mean loss terms over the test sample, in eval mode, with views drawn from a (seed, epoch) generator."""
+    device = next(session.encoder.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + epoch + 7)
+    session.encoder.eval()
+    session.projector.eval()
+    sums, count = {}, 0
+    try:
+        for start in range(0, len(source) - 1, batch):
+            rows = torch.arange(start, min(start + batch, len(source)))
+            if len(rows) < 2:
+                break
+            a, b = source.pair(rows, generator)
+            with _autocast(config, a.device):
+                z1, z2 = session.projector(session.encoder(a)), session.projector(session.encoder(b))
+            for key, value in vicreg_loss(z1, z2, config.lam, config.mu, config.nu).as_floats().items():
+                sums[key] = sums.get(key, 0.0) + value * len(rows)
+            count += len(rows)
+    finally:
+        session.encoder.train()
+        session.projector.train()
+    return {key: value / count for key, value in sums.items()}
+
+
+def _autocast(config: TrainConfig, device: torch.device):
+    enabled = config.amp and device.type == "cuda"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def _preprocessing(config: TrainConfig) -> dict:
+    """What `encode` must do to an image before the encoder: resize to `size` RGB, then normalise."""
+    return {"size": config.views.size, "mean": list(config.views.mean), "std": list(config.views.std)}
+
+
+def _restore(session: _Session, config: TrainConfig, path: Path) -> None:
+    """Load weights, optimiser, step and RNG states from `path`; the config must match except for `epochs`."""
+    payload = read_checkpoint(path)
+    saved = TrainConfig.from_dict(payload["config"])
+    if replace(saved, epochs=config.epochs) != config:
+        raise ConfigError(f"{path}: made with another training config; resume with that config (or a new run)")
+    for key in ("projector_state", "optimizer_state", "rng"):
+        if key not in payload:
+            raise CheckpointError(f"{path}: lacks {key}, so training cannot resume from it")
+    session.encoder.load_state_dict(payload["encoder_state"])
+    session.projector.load_state_dict(payload["projector_state"])
+    session.optimizer.load_state_dict(payload["optimizer_state"])
+    session.generator.set_state(payload["rng"]["views"])
+    torch.set_rng_state(payload["rng"]["torch"])
+    session.step = int(payload["step"])
+
+
+def _truncate_log(log_path: Path, step: int) -> None:
+    """Keep the log lines up to `step`, the checkpoint a run (re)starts from: lines written after it, and a line
+    cut short by a killed process, are dropped."""
+    if not log_path.exists():
+        return
+    kept = []
+    for line in log_path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+            kept.append(line)
+    log_path.write_text("".join(line + "\n" for line in kept))
+
+
+@contextlib.contextmanager
+def _deferred_sigint():
+    """Ctrl-C only sets a flag (checked at step boundaries); a second Ctrl-C interrupts at once."""
+    pressed: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+
+    def handler(signum, frame):
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
