@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export EMBEDKIT_DATA ?= $(abspath ../shared/data)
 
-.PHONY: setup demo test test-fast bench bench-quick clean
+.PHONY: setup demo lint test test-fast bench bench-quick clean
 
 $(BIN)/embedkit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,11 @@ setup: $(BIN)/embedkit
 demo: setup
 	$(BIN)/embedkit study --preset cpu
 
-test: setup
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 test-fast: setup

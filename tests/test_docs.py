@@ -1,0 +1,32 @@
+"""The docs: docs/cli.md is what `--help` says today, the README stays a newcomer's page that links every docs page."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_cli_reference_is_fresh():
+    result = subprocess.run([sys.executable, "docs/gen_cli.py", "--check"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_cli_reference_covers_every_command():
+    page = (REPO / "docs" / "cli.md").read_text()
+    for command in ("data", "train", "encode", "add", "info", "neighbors", "pairs", "probe", "retrieve", "anomaly",
+                    "cluster", "plot map", "plot losses", "baseline laplacian", "compare", "study"):
+        assert f"## `embedkit {command}`" in page, command
+
+
+def test_readme_is_short_and_links_every_docs_page():
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.encode()) <= 12 * 1024
+    linked = set(re.findall(r"\]\((docs/[\w-]+\.md)", readme))
+    pages = {f"docs/{p.name}" for p in (REPO / "docs").glob("*.md")}
+    assert pages <= linked, f"not linked from the README: {sorted(pages - linked)}"
+    for page in linked:
+        assert (REPO / page).exists(), page
