@@ -84,7 +84,7 @@ def _search_fn(method: str, folder: Path, reference: np.ndarray):
         model = NearestNeighbors(algorithm="brute").fit(reference)
         search = lambda q, k: model.kneighbors(q, k, return_distance=True)[1]  # noqa: E731
     elif method.startswith("faiss_"):
-        from embedkit.search.knn import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, load_faiss  # same settings as embedkit
+        from embedkit.search.arrays import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, load_faiss  # same settings as embedkit
 
         faiss = load_faiss()
         if method == "faiss_flat":

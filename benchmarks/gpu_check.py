@@ -69,7 +69,7 @@ def environment() -> dict:
 
 def faiss_info() -> dict:
     """faiss version and GPU support: faiss-cpu has no StandardGpuResources and reports 0 GPUs."""
-    from embedkit.search.knn import load_faiss
+    from embedkit.search.arrays import load_faiss
 
     faiss = load_faiss()
     gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
@@ -207,7 +207,7 @@ def torch_search_fn(reference: np.ndarray, device) -> Callable[[np.ndarray], np.
 def search(tiny: bool) -> dict:
     """k=10 exact search: FAISS Flat on the CPU (truth), torch brute force on the device, FAISS on the GPU if it can."""
     from embedkit.device import pick_device
-    from embedkit.search.knn import load_faiss
+    from embedkit.search.arrays import load_faiss
 
     faiss = load_faiss()
     n, n_queries, n_cpu = size("search_n", tiny), size("search_queries", tiny), size("cpu_queries", tiny)

@@ -46,7 +46,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "open_store": ("embedkit.api", "open_store"),
     "Store": ("embedkit.api", "Store"),
-    "knn": ("embedkit.search.knn", "knn"),
+    "knn": ("embedkit.search.arrays", "knn"),
     "KNNDetector": ("embedkit.eval.detector", "KNNDetector"),
     "linear_probe": ("embedkit.eval.probe", "linear_probe"),
     "train": ("embedkit.training.loop", "train"),

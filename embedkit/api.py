@@ -13,7 +13,7 @@ import numpy as np
 
 from embedkit.errors import SearchError
 from embedkit.search.index import GroupIndex, NeighborResult, make_pairs, neighbors, open_group_index
-from embedkit.search.knn import check_query
+from embedkit.search.arrays import check_query
 from embedkit.store.store import GroupData
 from embedkit.store.store import Store as StoreFile
 from embedkit.store.store import open_store as open_store_file

@@ -305,7 +305,7 @@ def test_make_pairs_file(store_path, tmp_path):
 
 def assert_self_join_matches_brute(reference, k, *, farthest, metric, block_rows, tol=1e-4):
     """self_join_rows over several blocks finds rows at the k best brute-force distances, never the row itself."""
-    from embedkit.search.knn import prepare
+    from embedkit.search.arrays import prepare
     from embedkit.search.self_join import self_join_rows
 
     rows = self_join_rows(prepare(reference, metric), k, farthest=farthest, metric=metric, block_rows=block_rows)

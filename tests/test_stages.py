@@ -66,3 +66,37 @@ def test_always_stage_runs_every_time(tmp_path):
     StageRunner(tmp_path / "state").run([report])
     StageRunner(tmp_path / "state").run([report])
     assert calls == ["r", "r"]
+
+
+def test_changed_code_reruns_every_stage(tmp_path):
+    """A stage's key includes the code that runs it: a new commit or an uncommitted edit reruns the stages."""
+    calls: list[str] = []
+    code = {"embedkit": "0.1.0", "git_commit": "aaa", "git_dirty": False, "source_digest": "1"}
+    StageRunner(tmp_path / "state", code=code).run(_stages(tmp_path, calls))
+    StageRunner(tmp_path / "state", code=code).run(_stages(tmp_path, calls))
+    assert calls == ["a", "b"]
+    StageRunner(tmp_path / "state", code={**code, "git_dirty": True, "source_digest": "2"}).run(
+        _stages(tmp_path, calls))
+    assert calls == ["a", "b", "a", "b"]
+
+
+def test_code_version_reads_the_checkout_it_lives_in(tmp_path):
+    import subprocess
+
+    from embedkit.provenance import _git_state
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       check=True, capture_output=True)
+
+    assert _git_state(tmp_path) == {"git_commit": None, "git_dirty": None}  # not a checkout
+    git("init", "-q")
+    (tmp_path / "f.py").write_text("x = 1\n")
+    git("add", "f.py")
+    git("commit", "-qm", "one")
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert _git_state(tmp_path) == {"git_commit": head.strip(), "git_dirty": False}
+    (tmp_path / "f.py").write_text("x = 2\n")
+    assert _git_state(tmp_path)["git_dirty"] is True
+    (tmp_path / "sub").mkdir()
+    assert _git_state(tmp_path / "sub") == {"git_commit": None, "git_dirty": None}  # inside another project's repo

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from embedkit.eval import cluster, maps, probe
 from embedkit.eval.anomaly import anomaly_store
 from embedkit.eval.cluster import cluster_store
 from embedkit.eval.probe import effective_rank, probe_store
+from embedkit.search import arrays
 from embedkit.store.store import open_store
 
 TRAIN_GROUP, TEST_GROUP, OOD_GROUP = "cifar10/train", "cifar10/test", "mnist/test"
@@ -42,3 +44,17 @@ def compare_stores(stores: list[Path], *, anomaly_k: int = 2, cluster_k: int = 1
         rows[Path(path).stem] = evaluate_store(Path(path), anomaly_k=anomaly_k, cluster_k=cluster_k, seed=seed,
                                                data_root=data_root, device=device)
     return rows
+
+
+def evaluation_settings(*, anomaly_k: int, cluster_k: int) -> dict:
+    """Every setting behind the numbers of `evaluate_store` and the figures, recorded beside the results."""
+    return {
+        "probe": {"max_iter": probe.PROBE_MAX_ITER, "weight_decay": probe.PROBE_WEIGHT_DECAY, "knn_k": probe.KNN_K,
+                  "knn_metric": "cosine"},
+        "anomaly": {"k": anomaly_k, "metric": "l2", "score": "mean distance to the k nearest reference rows"},
+        "kmeans": {"k": cluster_k, "n_init": cluster.KMEANS_N_INIT,
+                   "silhouette_max_points": cluster.SILHOUETTE_MAX_POINTS},
+        "tsne": {"pca_dims": maps.TSNE_PCA_DIMS, "perplexity": maps.TSNE_PERPLEXITY, "max_iter": maps.TSNE_MAX_ITER},
+        "index": {"hnsw_m": arrays.HNSW_M, "hnsw_ef_construction": arrays.HNSW_EF_CONSTRUCTION,
+                  "hnsw_ef_search": arrays.HNSW_EF_SEARCH, "ivf_nprobe": arrays.IVF_NPROBE},
+    }

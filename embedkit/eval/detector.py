@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from embedkit.errors import ConfigError
-from embedkit.search.knn import knn
+from embedkit.search.arrays import knn
 
 
 class KNNDetector:

@@ -9,7 +9,7 @@
 """
 
 from embedkit.search.index import GroupIndex, NeighborResult, make_pairs, neighbors, open_group_index
-from embedkit.search.knn import INDEX_KINDS, METRICS, knn
+from embedkit.search.arrays import INDEX_KINDS, METRICS, knn
 
 __all__ = ["INDEX_KINDS", "METRICS", "GroupIndex", "NeighborResult", "knn", "make_pairs", "neighbors",
            "open_group_index"]

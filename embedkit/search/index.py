@@ -2,7 +2,7 @@
 
 Indexes are saved as `<store>.index/<group>.<metric>.<kind>.<content_id>.faiss`: the group's content id is
 in the file name, so a rewritten group never finds a stale index; it is rebuilt on first use, and files of
-older contents are removed then. Distances are true L2 (or cosine distance); see `embedkit.search.knn`.
+older contents are removed then. Distances are true L2 (or cosine distance); see `embedkit.search.arrays`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 
 from embedkit._util.atomic import atomic_path
 from embedkit.errors import SearchError, StoreError
-from embedkit.search.knn import (
+from embedkit.search.arrays import (
     ProgressFn,
     build_index,
     check_options,

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from embedkit import __version__
 from embedkit.device import pick_device
+from embedkit.eval.compare import evaluation_settings
+from embedkit.provenance import code_version
 from embedkit.study.plan import StudyPlan
 from embedkit.study.runner import StageRecord
 
@@ -148,7 +150,21 @@ def environment(plan: StudyPlan, device: str) -> dict:
         "faiss": faiss.__version__,
         "h5py": h5py.__version__,
         "scikit-learn": sklearn.__version__,
+        "cpu": cpu_model(),
+        "code": code_version(),
+        "evaluation": evaluation_settings(anomaly_k=plan.anomaly_k, cluster_k=plan.cluster_k),
     }
+
+
+def cpu_model() -> str:
+    """The processor's model name (Linux /proc/cpuinfo, else platform.processor()), since speeds depend on it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def stage_summaries(records: dict[str, StageRecord]) -> dict[str, dict]:

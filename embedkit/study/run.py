@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from embedkit.data.sources import load_images
+from embedkit.provenance import code_version
 from embedkit.study.plan import StudyPaths, StudyPlan
 from embedkit.study.runner import Stage, StageRunner
 from embedkit.study.stages import build_stages
@@ -48,7 +49,7 @@ def run_study(plan: StudyPlan, *, workspace: Path | None = None, data_root: Path
     paths = study_paths(workspace)
     for folder in (paths.root / "runs", paths.root / "stores", paths.root / "pairs", paths.figures):
         folder.mkdir(parents=True, exist_ok=True)
-    runner = StageRunner(paths.state, on_event)
+    runner = StageRunner(paths.state, on_event, code=code_version())
     stages = build_stages(plan, paths, data_root=data_root, device=device, on_progress=on_progress,
                           records=runner.records)
     records = runner.run(stages)

@@ -40,9 +40,10 @@ class StageRecord:
     config: dict = field(default_factory=dict)
 
 
-def stage_key(stage: Stage, upstream_keys: dict[str, str]) -> str:
-    """A digest of the stage's config and of the keys of the stages it depends on."""
-    payload = {"config": stage.config, "after": {n: upstream_keys[n] for n in stage.after}}
+def stage_key(stage: Stage, upstream_keys: dict[str, str], code: dict | None = None) -> str:
+    """A digest of the stage's config, of the keys of the stages it depends on, and of the code that runs it
+    (`embedkit.provenance.code_version()`: version, git commit, dirty flag, source digest)."""
+    payload = {"config": stage.config, "after": {n: upstream_keys[n] for n in stage.after}, "code": code}
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -50,8 +51,10 @@ def stage_key(stage: Stage, upstream_keys: dict[str, str]) -> str:
 class StageRunner:
     """Runs stages in order, skipping those whose record matches their key and whose outputs exist."""
 
-    def __init__(self, state_dir: Path, on_event: Callable[[str, Stage, Any], None] | None = None):
+    def __init__(self, state_dir: Path, on_event: Callable[[str, Stage, Any], None] | None = None, *,
+                 code: dict | None = None):
         self.state_dir = Path(state_dir)
+        self.code = code
         self.on_event = on_event or (lambda *_: None)
         self.records: dict[str, StageRecord] = {}
 
@@ -79,7 +82,7 @@ class StageRunner:
     def run(self, stages: list[Stage]) -> dict[str, StageRecord]:
         keys: dict[str, str] = {}
         for stage in stages:
-            key = keys[stage.name] = stage_key(stage, keys)
+            key = keys[stage.name] = stage_key(stage, keys, self.code)
             record = None if stage.always else self._load(stage, key)
             if record is not None:
                 self.records[stage.name] = record
