@@ -30,3 +30,18 @@ def test_readme_is_short_and_links_every_docs_page():
     assert pages <= linked, f"not linked from the README: {sorted(pages - linked)}"
     for page in linked:
         assert (REPO / page).exists(), page
+
+
+def test_readme_results_table_is_the_committed_results_file():
+    """Every number in the README's study table comes from docs/results/ (no hand-edited drift)."""
+    import json
+
+    results = json.loads((REPO / "docs/results/study-cpu-2026-11-28.json").read_text())["models"]
+    readme = (REPO / "README.md").read_text()
+    for model in results.values():
+        cells = [f"{100 * model['linear_probe']:.1f}%", f"{100 * model['knn_accuracy']:.1f}%",
+                 f"{model['effective_rank']:.1f}",
+                 "-" if model["roc_auc_mnist"] is None else f"{model['roc_auc_mnist']:.3f}",
+                 f"{model['silhouette']:.3f}", model["reference_probe"]]
+        row = f"| {model['label']} | " + " | ".join(cells) + " |"
+        assert row in readme, row
