@@ -28,9 +28,7 @@ Subpackages, one concept each: embedkit.data, .store, .search, .training, .basel
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from embedkit._util.lazy import lazy_exports
 from embedkit.errors import (
     CheckpointError,
     ConfigError,
@@ -42,32 +40,22 @@ from embedkit.errors import (
 
 __version__ = "0.1.0"
 
-# public name -> (module, attribute): loaded on first access
-_LAZY = {
-    "open_store": ("embedkit.api", "open_store"),
-    "Store": ("embedkit.api", "Store"),
-    "knn": ("embedkit.search.arrays", "knn"),
-    "KNNDetector": ("embedkit.eval.detector", "KNNDetector"),
-    "linear_probe": ("embedkit.eval.probe", "linear_probe"),
-    "train": ("embedkit.training.loop", "train"),
-    "TrainConfig": ("embedkit.training.config", "TrainConfig"),
-    "make_config": ("embedkit.training.config", "make_config"),
-    "vicreg_loss": ("embedkit.training.losses", "vicreg_loss"),
-    "encode": ("embedkit.training.encode", "encode_images"),
-}
-
 __all__ = ["CheckpointError", "ConfigError", "DataError", "EmbedkitError", "SearchError", "StoreError",
-           "__version__", *sorted(_LAZY)]
+           "__version__", "open_store", "Store", "knn", "KNNDetector", "linear_probe", "train", "TrainConfig",
+           "make_config", "vicreg_loss", "encode"]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'embedkit' has no attribute {name!r}")
-    module, attribute = _LAZY[name]
-    value = getattr(importlib.import_module(module), attribute)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "open_store": "embedkit.api",
+        "Store": "embedkit.api",
+        "knn": "embedkit.search.arrays",
+        "KNNDetector": "embedkit.eval.detector",
+        "linear_probe": "embedkit.eval.probe",
+        "train": "embedkit.training.loop",
+        "TrainConfig": "embedkit.training.config",
+        "make_config": "embedkit.training.config",
+        "vicreg_loss": "embedkit.training.losses",
+        "encode": "embedkit.training.encode:encode_images",
+    },
+)

@@ -6,12 +6,22 @@
     ((10000, 32, 32, 3), ['airplane', 'automobile'])
 """
 
-from embedkit.data.sources import (
-    KNOWN_DATASETS,
-    ImageSet,
-    available_datasets,
-    load_images,
-    resolve_data_root,
-)
+from typing import TYPE_CHECKING
+
+from embedkit._util.lazy import lazy_exports
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on first use
+    from embedkit.data.sources import KNOWN_DATASETS, ImageSet, available_datasets, load_images, resolve_data_root
 
 __all__ = ["KNOWN_DATASETS", "ImageSet", "available_datasets", "load_images", "resolve_data_root"]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "KNOWN_DATASETS": "embedkit.data.sources",
+        "ImageSet": "embedkit.data.sources",
+        "available_datasets": "embedkit.data.sources",
+        "load_images": "embedkit.data.sources",
+        "resolve_data_root": "embedkit.data.sources",
+    },
+)
