@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
 import typer
+from rich.text import Text
 
-from cli.app import app, console, err_console, plot_app, print_json
+from cli.app import app, console, err_console, plot_app, print_json, warn
 from cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption
 from cli.progress import progress_bar
 
@@ -51,7 +52,7 @@ def _status(message: str, quiet: bool) -> Iterator[None]:
     if quiet:
         yield
         return
-    with err_console.status(message):
+    with err_console.status(Text(message)):  # Text: a str would be read as markup
         yield
 
 
@@ -197,7 +198,7 @@ def anomaly(
     try:
         figures["top"] = str(draw_top_anomalies(results, top, out_dir / "top-anomalies.png", data_root=data_root))
     except DataError as exc:  # the scores stand without the pictures
-        err_console.print(f"[yellow]warning:[/] no image grid: {exc}", highlight=False, soft_wrap=True)
+        warn(f"no image grid: {exc}")
     if json_out:
         print_json({"reference": reference, "normal": normal, "ood": first.ood_group, "k": k, "figures": figures,
                     "stores": [{"name": r.name, "store": str(r.store_path), "encoded_ood": r.encoded,

@@ -54,7 +54,7 @@ def add(
         print_json({"store": str(path), "group": group, "n": info.n, "dim": info.dim,
                     "content_id": info.attrs["content_id"]})
     else:
-        console.print(f"added group [bold]{group}[/] ({info.n:,} x {info.dim}) to {path}", highlight=False)
+        console.print(f"added group {group} ({info.n:,} x {info.dim}) to {path}", highlight=False)
 
 
 @app.command("info")

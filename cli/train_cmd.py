@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.app import app, console, err_console, plot_app, print_json
+from cli.app import app, console, err_console, plot_app, print_json, styled, warn
 from cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption
 from cli.progress import progress_bar
 from embedkit.errors import ConfigError
@@ -41,7 +41,7 @@ def _test_split(dataset: str, data_root: Path | None):
     except DataError as exc:
         if dataset in KNOWN_DATASETS:
             raise
-        err_console.print(f"[yellow]warning[/]: no test losses will be logged ({exc})", highlight=False)
+        warn(f"no test losses will be logged ({exc})")
         return None
 
 
@@ -135,7 +135,7 @@ def train_command(
     except KeyboardInterrupt:
         saved = folder / "last.pt"
         where = f"progress saved in {saved}; continue with `embedkit train --resume --run-dir {folder}`"
-        err_console.print(f"[yellow]interrupted[/]: {where if saved.exists() else 'no checkpoint written yet'}",
+        err_console.print(styled("yellow", "interrupted:", where if saved.exists() else "no checkpoint written yet"),
                           highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     _show_train_result(result, config, json_out)
