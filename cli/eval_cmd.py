@@ -11,7 +11,7 @@ import typer
 from rich.text import Text
 
 from cli.app import app, console, err_console, plot_app, print_json, warn
-from cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption
+from cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption, seed_option
 from cli.progress import progress_bar
 
 StoresArgument = Annotated[
@@ -19,8 +19,9 @@ StoresArgument = Annotated[
     typer.Argument(help="HDF5 stores (default: the workspace's store.h5). Several are compared side by side, "
                         "each named by its file stem.", show_default=False),
 ]
-SeedOption = Annotated[int, typer.Option("--seed", help="Random seed (sampling, k-means, t-SNE, query choice).")]
-MaxPointsOption = Annotated[int, typer.Option("--max-points", help="Map a seeded sample of at most this many rows.")]
+SeedOption = seed_option("Random seed (sampling, k-means, t-SNE, query choice).")
+MaxPointsOption = Annotated[int, typer.Option("--max-points", min=1,
+                                              help="Map a seeded sample of at most this many rows.")]
 
 
 OutOption = Annotated[
@@ -174,7 +175,7 @@ def anomaly(
         str, typer.Option("--reference", help="Normal group the kNN distances are measured to.")
     ] = "cifar10/train",
     normal: Annotated[str, typer.Option("--normal", help="Normal group scored beside the OOD one.")] = "cifar10/test",
-    top: Annotated[int, typer.Option("--top", help="Most anomalous images shown per store.")] = 7,
+    top: Annotated[int, typer.Option("--top", min=1, help="Most anomalous images shown per store.")] = 7,
     data_root: DataRootOption = None,
     device: DeviceOption = "auto",
     out: OutOption = None,

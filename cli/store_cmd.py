@@ -113,7 +113,7 @@ def neighbors(
     out: Annotated[
         Optional[Path], typer.Option("--out", help="Write every result to .json, .h5 or .npz (atomic).")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="Queries shown in the table.")] = 10,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Queries shown in the table.")] = 10,
     workspace: WorkspaceOption = None,
     json_out: JsonOption = False,
 ) -> None:

@@ -117,7 +117,7 @@ def _print_models(models: dict[str, dict], title: str) -> None:
 @app.command("compare")
 def compare(
     stores: Annotated[list[Path], typer.Argument(help="Stores to compare, one row each, named by file stem.")],
-    k_anomaly: Annotated[int, typer.Option("--k-anomaly", help="k of the kNN anomaly score.")] = 2,
+    k_anomaly: Annotated[int, typer.Option("--k-anomaly", min=1, help="k of the kNN anomaly score.")] = 2,
     k_cluster: Annotated[int, typer.Option("--k-cluster", help="k-means clusters.")] = 10,
     data_root: DataRootOption = None,
     device: DeviceOption = "auto",

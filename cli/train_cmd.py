@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from cli.app import app, console, err_console, plot_app, print_json, styled, warn
-from cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption
+from cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption, seed_option
 from cli.progress import progress_bar
 from embedkit.errors import ConfigError
 
@@ -69,7 +69,7 @@ def train_command(
     mu: _opt(float, "--mu", "Variance weight \\[25].") = None,
     nu: _opt(float, "--nu", "Covariance weight \\[1].") = None,
     encoder: _opt(str, "--encoder", "small or resnet18 \\[preset].") = None,
-    seed: _opt(int, "--seed", "Seed of the weights, the epoch order and the views \\[0].") = None,
+    seed: seed_option("Seed of the weights, the epoch order and the views \\[0].", optional=True) = None,
     subset: _opt(int, "--subset", "Train on N random train images (quick runs).") = None,
     dataset: _opt(str, "--dataset", "cifar10, or an image folder with train/ (and test/) class folders "
                   "\\[cifar10].") = None,
@@ -202,7 +202,7 @@ def encode_command(
     out: Annotated[Optional[Path], typer.Option("--out", help="HDF5 store \\[default: the workspace's store.h5].",
                                                 show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace groups that already exist.")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 512,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 512,
     subset: Annotated[Optional[int], typer.Option("--subset", help="Encode N random images of each split (seed 0; "
                                                   "ids keep the rows in the split) for a quick look.",
                                                   show_default=False)] = None,

@@ -23,6 +23,7 @@ import torch
 
 from embedkit.errors import ConfigError, StoreError
 from embedkit.losses import vicreg_loss
+from embedkit.train_config import finite_checks
 
 GROUPS = ("cifar10/train", "cifar10/test")
 METHOD = "latent-optimization"
@@ -75,6 +76,7 @@ class LatentRun:
 def check_latent_config(config: LatentConfig, n_rows: int) -> None:
     """Raise ConfigError (one line) unless `config` can fit `n_rows` images."""
     checks = [
+        *finite_checks(config, ("lr", "lam", "mu", "nu")),
         (config.epochs >= 1, f"epochs {config.epochs}: must be at least 1"),
         (1 <= config.k <= n_rows - 1, f"k={config.k}: must be between 1 and N-1={n_rows - 1}"),
         (config.dim >= 1, f"dim {config.dim}: must be positive"),

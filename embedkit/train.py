@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import signal
 import threading
 import time
@@ -27,7 +28,7 @@ import torch
 from embedkit.augment import AugmentedPairs, PairSource
 from embedkit.data import subset_rows
 from embedkit.device import pick_device
-from embedkit.errors import CheckpointError, ConfigError
+from embedkit.errors import CheckpointError, ConfigError, TrainingError
 from embedkit.losses import vicreg_loss
 from embedkit.models import build_encoder, build_projector, checkpoint_payload, read_checkpoint, save_checkpoint
 from embedkit.optim import LARS, learning_rate
@@ -164,6 +165,7 @@ class _Loop:
                     lr = learning_rate(self.config, session.step, self.steps_per_epoch)
                     at_boundary = False
                     terms = _train_step(session, self.source, rows, lr, self.config)
+                    self._check_finite(terms, "the loss", epoch, session.step + 1)
                     session.step += 1
                     at_boundary = True
                     record = {"split": "train", "epoch": epoch, "step": session.step, **terms, "lr": lr}
@@ -184,9 +186,22 @@ class _Loop:
         record = None
         if self.test_source is not None:
             terms = _evaluate(self.session, self.test_source, self.batch, self.config, epoch)
+            self._check_finite(terms, "the test loss", epoch, self.session.step)
             record = self._emit({"split": "test", "epoch": epoch, "step": self.session.step, **terms})
         self._save()
         return record
+
+    def _check_finite(self, terms: dict, what: str, epoch: int, step: int) -> None:
+        """Raise TrainingError if a loss term is NaN or infinite: the run diverged, and its weights are worthless."""
+        bad = sorted(name for name, value in terms.items() if not math.isfinite(value))
+        if bad:
+            raise self._diverged(f"{what} ({', '.join(bad)}) is {terms[bad[0]]}", epoch, step)
+
+    def _diverged(self, what: str, epoch: int, step: int) -> TrainingError:
+        kept = (f"the last good checkpoint {self.checkpoint} is kept" if self.checkpoint.exists()
+                else "no checkpoint was written")
+        return TrainingError(f"training diverged at epoch {epoch + 1} of {self.config.epochs}, step {step}: {what} "
+                             f"(is the learning rate or a loss weight too large?); {kept}")
 
     def _emit(self, record: dict) -> dict:
         self.log.write(json.dumps(record) + "\n")
@@ -196,7 +211,12 @@ class _Loop:
         return record
 
     def _save(self) -> None:
+        """Write last.pt; never from weights (or BatchNorm statistics) that hold a NaN or an infinity."""
         session = self.session
+        tensors = [*session.encoder.state_dict().values(), *session.projector.state_dict().values()]
+        if not all(torch.isfinite(t).all() for t in tensors if t.is_floating_point()):
+            epoch = (session.step - 1) // self.steps_per_epoch
+            raise self._diverged("the weights are no longer finite numbers", epoch, session.step)
         rng = {"torch": torch.get_rng_state(), "views": session.generator.get_state()}
         payload = checkpoint_payload(
             session.encoder, self.config.to_dict(), _preprocessing(self.config), session.step,
