@@ -32,17 +32,21 @@ def _load_split(dataset: str, split: str, data_root: Path | None):
 
 
 def _test_split(dataset: str, data_root: Path | None):
-    """The test split, or None (with a warning) for an image folder that has none."""
+    """The test split, or None (with a warning) for an image folder that has none, or a single test image."""
     from embedkit.data import KNOWN_DATASETS
     from embedkit.errors import DataError
 
     try:
-        return _load_split(dataset, "test", data_root)
+        test_set = _load_split(dataset, "test", data_root)
     except DataError as exc:
         if dataset in KNOWN_DATASETS:
             raise
         warn(f"no test losses will be logged ({exc})")
         return None
+    if len(test_set.images) < 2:  # train() refuses it: one image has no loss variance to log
+        warn(f"no test losses will be logged (the test split of {dataset} has {len(test_set.images)} image)")
+        return None
+    return test_set
 
 
 def _run_dir(run_dir: Path | None, workspace: Path | None, resume: bool, preset: str) -> Path:

@@ -93,11 +93,14 @@ def train(
     run_dir = Path(run_dir)
     torch_device = pick_device(device)
     images = _images_of(train_images)
-    source = make_pair_source(config, images, torch_device, anchor_rows=_train_rows(config, images))
+    source = make_pair_source(config, images, torch_device, anchor_rows=_train_rows(config, images),
+                              origin=_origin(train_images))
     test_source = None
     if test_images is not None and config.test_images > 0:
         # Test images have no neighbour pairs: their logged terms are always on two augmented views.
         test_sample = _sample(_images_of(test_images), config.test_images, config.seed)
+        if len(test_sample) < 2:  # refused now: the loss of one image has no variance, and the epoch would be lost
+            raise ConfigError(f"{len(test_sample)} test image(s): test losses need at least 2 (pass no test images)")
         test_source = AugmentedPairs(test_sample, config.views, torch_device)
     session = _new_session(config, torch_device)
     if resume:
@@ -227,13 +230,14 @@ class _Loop:
 
 
 def make_pair_source(config: TrainConfig, images: np.ndarray, device: torch.device, *,
-                     anchor_rows: np.ndarray | None = None) -> PairSource:
+                     anchor_rows: np.ndarray | None = None, origin: tuple[str, str] | None = None) -> PairSource:
     """The source of the two inputs of each training example.
 
     images: (N, H, W, 3) uint8, the train split; anchor_rows: the rows trained on (None: all of them).
     Plain VICReg: two augmented views of each image. With `config.positives`: the image and one of its k nearest
     neighbours in the pairs file (which may lie outside `anchor_rows`), augmented only with `augment_positives`;
     a pairs file over a sample of the split trains on that sample (`config.subset` of it with a subset).
+    origin: (dataset, split) of `images` when known; a pairs file made on another split or dataset is refused.
     """
     if config.positives is None:
         return AugmentedPairs(images if anchor_rows is None else images[anchor_rows], config.views, device)
@@ -243,12 +247,18 @@ def make_pair_source(config: TrainConfig, images: np.ndarray, device: torch.devi
     if config.positives_sha256 is not None and pairs_digest(config.positives) != config.positives_sha256:
         raise ConfigError(f"{config.positives}: pairs file changed since the run was configured "
                           f"(expected {config.positives_sha256})")
-    covered, table = read_neighbour_table(config.positives, len(images))
+    covered, table = read_neighbour_table(config.positives, len(images), origin)
     if len(covered) < len(images):  # pairs made on a sample of the split: its rows are the anchors
         rows = subset_rows(len(covered), config.subset, config.seed)
         anchor_rows = covered if rows is None else covered[rows]
     return NeighbourPairs(images, table, config.views, device, anchor_rows=anchor_rows,
                           augment=config.augment_positives)
+
+
+def _origin(images) -> tuple[str, str] | None:
+    """(dataset, split) of an ImageSet; None for a bare array, whose origin is unknown."""
+    dataset, split = getattr(images, "dataset", None), getattr(images, "split", None)
+    return (dataset, split) if isinstance(dataset, str) and isinstance(split, str) else None
 
 
 def _images_of(images) -> np.ndarray:
