@@ -35,7 +35,8 @@ SEED_RANGE = dict(min=0, max=2**32 - 1)
 def seed_option(help_text: str, *, optional: bool = False):
     """A `--seed` option limited to SEED_RANGE, so -1 or a 20-digit seed is one usage error, not a traceback."""
     kind = Optional[int] if optional else int
-    return Annotated[kind, typer.Option("--seed", help=help_text, show_default=not optional, **SEED_RANGE)]
+    return Annotated[kind, typer.Option("--seed", help=help_text, show_default=not optional, metavar="<int>",
+                                        **SEED_RANGE)]
 
 
 DeviceOption = Annotated[
