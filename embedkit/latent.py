@@ -13,6 +13,7 @@ Rows are updated with lazy Adam (`torch.optim.SparseAdam`): a step touches only 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch
 
 from embedkit.errors import ConfigError, StoreError
 from embedkit.losses import vicreg_loss
-from embedkit.train_config import finite_checks
+from embedkit.train_config import diverged, finite_checks
 
 GROUPS = ("cifar10/train", "cifar10/test")
 METHOD = "latent-optimization"
@@ -127,11 +128,19 @@ def fit_latent(neighbours: np.ndarray, config: LatentConfig, *, device: str = "a
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
             optimizer.step()
-            for key, value in terms.as_floats().items():
+            values = terms.as_floats()
+            error = diverged("latent optimization", "the loss", values, epoch, config.epochs,
+                             epoch * steps_per_epoch + step + 1)
+            if error is not None:
+                raise error
+            for key, value in values.items():
                 sums[key] += value / steps_per_epoch
             if on_progress is not None:
                 on_progress(epoch * steps_per_epoch + step + 1, config.epochs * steps_per_epoch)
         epoch_terms.append({"epoch": epoch, **sums})
+    if not torch.isfinite(table.weight).all():  # the last step's update overflowed
+        raise diverged("latent optimization", "a vector", {"vector": math.nan}, config.epochs - 1, config.epochs,
+                       config.epochs * steps_per_epoch)
     return LatentFit(table.weight.detach().cpu().numpy().astype(np.float32), epoch_terms)
 
 

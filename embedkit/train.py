@@ -32,7 +32,7 @@ from embedkit.errors import CheckpointError, ConfigError, TrainingError
 from embedkit.losses import vicreg_loss
 from embedkit.models import build_encoder, build_projector, checkpoint_payload, read_checkpoint, save_checkpoint
 from embedkit.optim import LARS, learning_rate
-from embedkit.train_config import PRESETS, TrainConfig, make_config, validate_config
+from embedkit.train_config import PRESETS, TrainConfig, diverged, make_config, validate_config
 
 __all__ = ["PRESETS", "TrainConfig", "TrainResult", "make_config", "read_log", "resume_config", "train"]
 
@@ -194,17 +194,13 @@ class _Loop:
         self._save()
         return record
 
-    def _check_finite(self, terms: dict, what: str, epoch: int, step: int) -> None:
-        """Raise TrainingError if a loss term is NaN or infinite: the run diverged, and its weights are worthless."""
-        bad = sorted(name for name, value in terms.items() if not math.isfinite(value))
-        if bad:
-            raise self._diverged(f"{what} ({', '.join(bad)}) is {terms[bad[0]]}", epoch, step)
-
-    def _diverged(self, what: str, epoch: int, step: int) -> TrainingError:
-        kept = (f"the last good checkpoint {self.checkpoint} is kept" if self.checkpoint.exists()
-                else "no checkpoint was written")
-        return TrainingError(f"training diverged at epoch {epoch + 1} of {self.config.epochs}, step {step}: {what} "
-                             f"(is the learning rate or a loss weight too large?); {kept}")
+    def _check_finite(self, values: dict, what: str, epoch: int, step: int) -> None:
+        """Raise TrainingError if a value is NaN or infinite: the run diverged, and its weights are worthless."""
+        error = diverged("training", what, values, epoch, self.config.epochs, step)
+        if error is not None:
+            kept = (f"the last good checkpoint {self.checkpoint} is kept" if self.checkpoint.exists()
+                    else "no checkpoint was written")
+            raise TrainingError(f"{error}; {kept}")
 
     def _emit(self, record: dict) -> dict:
         self.log.write(json.dumps(record) + "\n")
@@ -219,7 +215,7 @@ class _Loop:
         tensors = [*session.encoder.state_dict().values(), *session.projector.state_dict().values()]
         if not all(torch.isfinite(t).all() for t in tensors if t.is_floating_point()):
             epoch = (session.step - 1) // self.steps_per_epoch
-            raise self._diverged("the weights are no longer finite numbers", epoch, session.step)
+            self._check_finite({"weight": math.nan}, "a weight", epoch, session.step)
         rng = {"torch": torch.get_rng_state(), "views": session.generator.get_state()}
         payload = checkpoint_payload(
             session.encoder, self.config.to_dict(), _preprocessing(self.config), session.step,

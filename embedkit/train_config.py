@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from embedkit.augment import ViewConfig
-from embedkit.errors import ConfigError
+from embedkit.errors import ConfigError, TrainingError
 from embedkit.models import ENCODER_KINDS
 
 OPTIMIZERS = ("adam", "lars")
@@ -95,6 +95,18 @@ def finite_checks(config, names: tuple[str, ...]) -> list[tuple[bool, str]]:
     """(ok, message) for each named number of `config`: NaN or infinity there trains a NaN model, so refuse it."""
     return [(math.isfinite(getattr(config, name)), f"{name} {getattr(config, name)}: must be a finite number")
             for name in names]
+
+
+def diverged(run: str, what: str, values: dict[str, float], epoch: int, epochs: int,
+             step: int) -> TrainingError | None:
+    """The TrainingError when `values` (loss terms by name) hold NaN or inf at 0-based `epoch`, 1-based `step`;
+    None while they are finite. `run` names what was trained, `what` the values ("the loss", "a weight")."""
+    bad = sorted(name for name, value in values.items() if not math.isfinite(value))
+    if not bad:
+        return None
+    terms = f" ({', '.join(bad)})" if len(values) > 1 else ""
+    return TrainingError(f"{run} diverged at epoch {epoch + 1} of {epochs}, step {step}: {what} is "
+                         f"{values[bad[0]]}{terms} (is the learning rate or a loss weight too large?)")
 
 
 def validate_config(config: TrainConfig) -> TrainConfig:

@@ -72,7 +72,7 @@ def test_divergence_keeps_the_last_good_checkpoint_which_is_the_shorter_runs(tmp
         return {**terms, "total": math.nan} if session.step >= 2 else terms
 
     monkeypatch.setattr(train_module, "_train_step", nan_from_step_3)
-    with pytest.raises(TrainingError, match=r"diverged at epoch 2 of 2, step 3: the loss \(total\) is nan.*"
+    with pytest.raises(TrainingError, match=r"diverged at epoch 2 of 2, step 3: the loss is nan \(total\).*"
                                             r"last good checkpoint .*last\.pt is kept"):
         train(config, tmp_path / "run", images, device="cpu")
     kept, expected = read_checkpoint(tmp_path / "run" / "last.pt"), read_checkpoint(reference.checkpoint)
@@ -152,3 +152,13 @@ def test_markup_in_group_and_class_names_is_printed_verbatim(tmp_path, runner, c
     found = runner.invoke(cli_app, ["neighbors", str(store), "-g", "m[/]x/train", "-k", "1"])
     assert found.exit_code == 0, found.output
     assert "m[/]x/train" in found.output and "[red]b" in found.output and "[/]" in found.output
+
+
+def test_diverging_latent_optimization_stops_in_one_line():
+    """It returned NaN vectors, which the store refused later with an error about 'row 0', not the cause."""
+    from embedkit.latent import LatentConfig, fit_latent
+
+    n = 20
+    neighbours = np.stack([(np.arange(n) + 1) % n, (np.arange(n) + 2) % n], axis=1)
+    with pytest.raises(TrainingError, match="latent optimization diverged at epoch 2 of 2, step 2"):
+        fit_latent(neighbours, LatentConfig(epochs=2, k=2, dim=8, batch_size=n, lr=1e30), device="cpu")
