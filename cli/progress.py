@@ -66,8 +66,9 @@ def phase_progress() -> Iterator[tuple[Callable[[str], None], Callable[[int, int
     from rich.text import Text
 
     progress = Progress(SpinnerColumn(finished_text=Text("done", style="green")),
-                        TextColumn("{task.description:<12}", markup=False), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(), TextColumn("{task.fields[rate]}"),
-                        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console)
+                        TextColumn("{task.description:<12}", markup=False), BarColumn(), MofNCompleteColumn(),
+                        TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                        TimeRemainingColumn(), console=err_console)
     current: dict = {}
 
     def on_phase(name: str) -> None:

@@ -74,8 +74,8 @@ CASES: list[Case] = [
 
 
 def world_files(root: Path, rng: np.random.Generator, paths: dict[str, str]) -> dict[str, str]:
-    """A store whose toy/train, toy/test and toy/ood have D = 0 (h5py can write one; `add` refuses to) and a pairs file made on the
-    image folder's test split (for training on its train split)."""
+    """A store whose toy/train, toy/test and toy/ood have D = 0 (h5py can write one; `add` refuses to), and a pairs
+    file made on the image folder's test split (for training on its train split)."""
     import h5py
 
     from embedkit.index import make_pairs
