@@ -8,27 +8,62 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from typer.core import TyperGroup
 
 from embedkit.errors import EmbedkitError
 
 # Results go to stdout; progress bars, warnings and errors go to stderr, so `--json` output stays parseable.
-console = Console()
-err_console = Console(stderr=True)
+# Markup and emoji codes are off: printed text holds user paths, group and class names and error messages, in which
+# `[red]` or `:smile:` are plain characters. Styled words are built with `styled` (or rich.text.Text) instead.
+console = Console(markup=False, emoji=False)
+err_console = Console(stderr=True, markup=False, emoji=False)
 
 
-def fail(message: str) -> typer.Exit:
-    """Print one red error line on stderr; return the Exit(1) for the caller to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
+def styled(style: str, label: str, message: str) -> Text:
+    """`label` in `style`, then `message` verbatim (never read as markup): one line for the consoles above."""
+    return Text.assemble((label, style), " ", message)
+
+
+def warn(message: str) -> None:
+    """Print one yellow warning line on stderr, the message shown verbatim."""
+    err_console.print(styled("yellow", "warning:", message), highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one red error line on stderr (the message verbatim, on one line); return the Exit for the caller to
+    raise."""
+    one_line = " ".join(message.split("\n"))
+    err_console.print(styled("bold red", "error:", one_line), highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _usage_error(exc: typer.TyperException) -> typer.Exit:
+    """A bad option value, a missing argument or an unknown command as one error line naming the command's help."""
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return fail(f"{exc.format_message()}{hint}", exc.exit_code)
 
 
 class _FriendlyGroup(TyperGroup):
     """A command group that turns user mistakes into one line and a non-zero exit, never a traceback."""
 
+    def make_context(self, info_name: str | None, args: list[str], parent=None, **extra: Any) -> typer.Context:
+        """Parse the group's own options; a usage error becomes one line (typer would draw a multi-line panel)."""
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except typer.TyperException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # the help text itself, shown by typer (as typer tests it)
+                raise
+            raise _usage_error(exc) from None
+
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except typer.TyperException as exc:  # parsing a subcommand's options: a value out of range, not a number
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                raise
+            raise _usage_error(exc) from None
         except EmbedkitError as exc:
             raise fail(str(exc)) from None
         except OSError as exc:  # a missing, unwritable or occupied path (file exists, disk full, read-only)
@@ -36,7 +71,7 @@ class _FriendlyGroup(TyperGroup):
             text = exc.strerror or str(exc).strip() or type(exc).__name__
             raise fail(f"{text.splitlines()[0]}{where}") from None
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]: nothing half-written was kept")
+            err_console.print(styled("yellow", "interrupted:", "nothing half-written was kept"))
             raise typer.Exit(130) from None
 
 

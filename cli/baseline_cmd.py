@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from embedkit_cli.app import baseline_app, console, print_json
-from embedkit_cli.options import DataRootOption, JsonOption, WorkspaceOption
+from embedkit_cli.options import DataRootOption, JsonOption, WorkspaceOption, seed_option
 from embedkit_cli.progress import phase_progress
 
 LAPLACIAN_STORE_NAME = "laplacian.h5"
@@ -33,8 +33,7 @@ def laplacian(
                      "dims, ~13 min over the 3,072 raw pixels); 0 = raw pixels."),
     ] = 128,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the groups if the store has them.")] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the PCA sample, the eigensolver's start and "
-                                      "--subset.")] = 0,
+    seed: seed_option("Seed of the PCA sample, the eigensolver's start and --subset.") = 0,
     subset: Annotated[Optional[int], typer.Option("--subset", help="Embed N random images of each split (quick "
                                                   "looks; ids keep the rows in the split).", show_default=False)] = None,
     data_root: DataRootOption = None,

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from embedkit_cli.app import app, console, print_json
+from embedkit_cli.app import app, console, print_json, styled
 from embedkit_cli.options import DataRootOption, JsonOption
 from embedkit_cli.progress import progress_bar
 
@@ -57,12 +58,12 @@ def _class_lists(rows: list[dict]) -> dict[str, list[str]]:
     return {row["dataset"]: row["class_names"] for row in rows if row["class_names"]}
 
 
-def _source_cell(row: dict) -> str:
+def _source_cell(row: dict) -> Text:
     if row.get("error"):
-        return f"[red]unreadable[/]: {row['error']}"
+        return styled("red", "unreadable:", row["error"])
     if not row["found"]:
-        return "[dim]not found[/]"
-    return f"{row['layout']}: {row['source']}"
+        return Text("not found", style="dim")
+    return Text(f"{row['layout']}: {row['source']}")
 
 
 def _decode_uncached(root: Path, rows: list[dict]) -> bool:

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
 import typer
+from rich.text import Text
 
-from embedkit_cli.app import app, console, err_console, plot_app, print_json
-from embedkit_cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption
+from embedkit_cli.app import app, console, err_console, plot_app, print_json, warn
+from embedkit_cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption, seed_option
 from embedkit_cli.progress import progress_bar
 
 StoresArgument = Annotated[
@@ -18,8 +19,9 @@ StoresArgument = Annotated[
     typer.Argument(help="HDF5 stores (default: the workspace's store.h5). Several are compared side by side, "
                         "each named by its file stem.", show_default=False),
 ]
-SeedOption = Annotated[int, typer.Option("--seed", help="Random seed (sampling, k-means, t-SNE, query choice).")]
-MaxPointsOption = Annotated[int, typer.Option("--max-points", help="Map a seeded sample of at most this many rows.")]
+SeedOption = seed_option("Random seed (sampling, k-means, t-SNE, query choice).")
+MaxPointsOption = Annotated[int, typer.Option("--max-points", min=1,
+                                              help="Map a seeded sample of at most this many rows.")]
 
 
 OutOption = Annotated[
@@ -51,7 +53,7 @@ def _status(message: str, quiet: bool) -> Iterator[None]:
     if quiet:
         yield
         return
-    with err_console.status(message):
+    with err_console.status(Text(message)):  # Text: a str would be read as markup
         yield
 
 
@@ -173,7 +175,7 @@ def anomaly(
         str, typer.Option("--reference", help="Normal group the kNN distances are measured to.")
     ] = "cifar10/train",
     normal: Annotated[str, typer.Option("--normal", help="Normal group scored beside the OOD one.")] = "cifar10/test",
-    top: Annotated[int, typer.Option("--top", help="Most anomalous images shown per store.")] = 7,
+    top: Annotated[int, typer.Option("--top", min=1, help="Most anomalous images shown per store.")] = 7,
     data_root: DataRootOption = None,
     device: DeviceOption = "auto",
     out: OutOption = None,
@@ -197,7 +199,7 @@ def anomaly(
     try:
         figures["top"] = str(draw_top_anomalies(results, top, out_dir / "top-anomalies.png", data_root=data_root))
     except DataError as exc:  # the scores stand without the pictures
-        err_console.print(f"[yellow]warning:[/] no image grid: {exc}", highlight=False, soft_wrap=True)
+        warn(f"no image grid: {exc}")
     if json_out:
         print_json({"reference": reference, "normal": normal, "ood": first.ood_group, "k": k, "figures": figures,
                     "stores": [{"name": r.name, "store": str(r.store_path), "encoded_ood": r.encoded,

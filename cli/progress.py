@@ -34,8 +34,8 @@ def progress_bar(description: str, unit: str = "", *, per_step: int = 1, min_tot
 
     elapsed = (TimeElapsedColumn(), TextColumn("ETA")) if keep else ()
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-        *elapsed, TimeRemainingColumn(), console=err_console, transient=not keep,
+        TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"), *elapsed, TimeRemainingColumn(), console=err_console, transient=not keep,
     )
     state: dict = {}
 
@@ -63,10 +63,12 @@ def phase_progress() -> Iterator[tuple[Callable[[str], None], Callable[[int, int
     phase reports progress, elapsed time otherwise; finished phases stay on screen with their duration."""
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskProgressColumn,
                                TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+    from rich.text import Text
 
-    progress = Progress(SpinnerColumn(finished_text="[green]done"), TextColumn("{task.description:<12}"),
-                        BarColumn(), MofNCompleteColumn(), TaskProgressColumn(), TextColumn("{task.fields[rate]}"),
-                        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console)
+    progress = Progress(SpinnerColumn(finished_text=Text("done", style="green")),
+                        TextColumn("{task.description:<12}", markup=False), BarColumn(), MofNCompleteColumn(),
+                        TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                        TimeRemainingColumn(), console=err_console)
     current: dict = {}
 
     def on_phase(name: str) -> None:

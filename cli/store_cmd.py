@@ -54,7 +54,7 @@ def add(
         print_json({"store": str(path), "group": group, "n": info.n, "dim": info.dim,
                     "content_id": info.attrs["content_id"]})
     else:
-        console.print(f"added group [bold]{group}[/] ({info.n:,} x {info.dim}) to {path}", highlight=False)
+        console.print(f"added group {group} ({info.n:,} x {info.dim}) to {path}", highlight=False)
 
 
 @app.command("info")
@@ -113,7 +113,7 @@ def neighbors(
     out: Annotated[
         Optional[Path], typer.Option("--out", help="Write every result to .json, .h5 or .npz (atomic).")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="Queries shown in the table.")] = 10,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Queries shown in the table.")] = 10,
     workspace: WorkspaceOption = None,
     json_out: JsonOption = False,
 ) -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
-from embedkit_cli.app import app, console, err_console, print_json
+from embedkit_cli.app import app, console, err_console, print_json, styled
 from embedkit_cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption
 
 
@@ -21,8 +22,8 @@ class _StageDisplay:
         from rich.progress import TimeRemainingColumn
 
         self.titles = titles
-        self.marks = {name: "[dim]·[/] waiting" for name, _ in titles}
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        self.marks = {name: styled("dim", "·", "waiting") for name, _ in titles}
+        self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TimeRemainingColumn(), console=err_console)
         self.task = None
         self.live = Live(self._render(), console=err_console, refresh_per_second=4, transient=False)
@@ -39,14 +40,14 @@ class _StageDisplay:
 
     def on_event(self, event: str, stage, record) -> None:
         if event == "started":
-            self.marks[stage.name] = "[yellow]▶[/] running"
+            self.marks[stage.name] = styled("yellow", "▶", "running")
             if self.task is not None:
                 self.progress.remove_task(self.task)
             self.task = self.progress.add_task(stage.title, total=None)
         elif event == "finished":
-            self.marks[stage.name] = f"[green]✓[/] {record.seconds:,.0f} s"
+            self.marks[stage.name] = styled("green", "✓", f"{record.seconds:,.0f} s")
         else:
-            self.marks[stage.name] = "[cyan]↷[/] done before"
+            self.marks[stage.name] = styled("cyan", "↷", "done before")
         self.live.update(self._render())
 
     def on_progress(self, done: int, total: int) -> None:
@@ -107,7 +108,7 @@ def _print_models(models: dict[str, dict], title: str) -> None:
 @app.command("compare")
 def compare(
     stores: Annotated[list[Path], typer.Argument(help="Stores to compare, one row each, named by file stem.")],
-    k_anomaly: Annotated[int, typer.Option("--k-anomaly", help="k of the kNN anomaly score.")] = 2,
+    k_anomaly: Annotated[int, typer.Option("--k-anomaly", min=1, help="k of the kNN anomaly score.")] = 2,
     k_cluster: Annotated[int, typer.Option("--k-cluster", help="k-means clusters.")] = 10,
     data_root: DataRootOption = None,
     device: DeviceOption = "auto",
@@ -119,9 +120,9 @@ def compare(
     """
     from embedkit.eval.compare import compare_stores
 
-    with err_console.status("evaluating") as status:
-        models = compare_stores(stores, anomaly_k=k_anomaly, cluster_k=k_cluster, data_root=data_root,
-                                device=device, on_store=lambda path: status.update(f"evaluating {path.stem}"))
+    with err_console.status(Text("evaluating")) as status:
+        models = compare_stores(stores, anomaly_k=k_anomaly, cluster_k=k_cluster, data_root=data_root, device=device,
+                                on_store=lambda path: status.update(Text(f"evaluating {path.stem}")))
     if json_out:
         print_json({"models": models})
         return

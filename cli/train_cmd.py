@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from embedkit_cli.app import app, console, err_console, plot_app, print_json
-from embedkit_cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption
+from embedkit_cli.app import app, console, err_console, plot_app, print_json, styled, warn
+from embedkit_cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption, seed_option
 from embedkit_cli.progress import progress_bar
 from embedkit.errors import ConfigError
 
@@ -32,17 +32,21 @@ def _load_split(dataset: str, split: str, data_root: Path | None):
 
 
 def _test_split(dataset: str, data_root: Path | None):
-    """The test split, or None (with a warning) for an image folder that has none."""
+    """The test split, or None (with a warning) for an image folder that has none, or a single test image."""
     from embedkit.data.sources import KNOWN_DATASETS
     from embedkit.errors import DataError
 
     try:
-        return _load_split(dataset, "test", data_root)
+        test_set = _load_split(dataset, "test", data_root)
     except DataError as exc:
         if dataset in KNOWN_DATASETS:
             raise
-        err_console.print(f"[yellow]warning[/]: no test losses will be logged ({exc})", highlight=False)
+        warn(f"no test losses will be logged ({exc})")
         return None
+    if len(test_set.images) < 2:  # train() refuses it: one image has no loss variance to log
+        warn(f"no test losses will be logged (the test split of {dataset} has {len(test_set.images)} image)")
+        return None
+    return test_set
 
 
 def _run_dir(run_dir: Path | None, workspace: Path | None, resume: bool, preset: str) -> Path:
@@ -69,7 +73,7 @@ def train_command(
     mu: _opt(float, "--mu", "Variance weight \\[25].") = None,
     nu: _opt(float, "--nu", "Covariance weight \\[1].") = None,
     encoder: _opt(str, "--encoder", "small or resnet18 \\[preset].") = None,
-    seed: _opt(int, "--seed", "Seed of the weights, the epoch order and the views \\[0].") = None,
+    seed: seed_option("Seed of the weights, the epoch order and the views \\[0].", optional=True) = None,
     subset: _opt(int, "--subset", "Train on N random train images (quick runs).") = None,
     dataset: _opt(str, "--dataset", "cifar10, or an image folder with train/ (and test/) class folders "
                   "\\[cifar10].") = None,
@@ -135,7 +139,7 @@ def train_command(
     except KeyboardInterrupt:
         saved = folder / "last.pt"
         where = f"progress saved in {saved}; continue with `embedkit train --resume --run-dir {folder}`"
-        err_console.print(f"[yellow]interrupted[/]: {where if saved.exists() else 'no checkpoint written yet'}",
+        err_console.print(styled("yellow", "interrupted:", where if saved.exists() else "no checkpoint written yet"),
                           highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     _show_train_result(result, config, json_out)
@@ -202,7 +206,7 @@ def encode_command(
     out: Annotated[Optional[Path], typer.Option("--out", help="HDF5 store \\[default: the workspace's store.h5].",
                                                 show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace groups that already exist.")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 512,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 512,
     subset: Annotated[Optional[int], typer.Option("--subset", help="Encode N random images of each split (seed 0; "
                                                   "ids keep the rows in the split) for a quick look.",
                                                   show_default=False)] = None,

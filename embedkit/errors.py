@@ -30,6 +30,10 @@ class ConfigError(EmbedkitError):
     """An option value or combination of options is invalid."""
 
 
+class TrainingError(EmbedkitError):
+    """Training stopped because its loss or weights stopped being finite numbers (it diverged)."""
+
+
 @contextmanager
 def about(store_path, group: str) -> Iterator[None]:
     """Prefix an embedkit error raised inside with the store and group it concerns, unless it names them already."""

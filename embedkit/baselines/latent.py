@@ -13,6 +13,7 @@ Rows are updated with lazy Adam (`torch.optim.SparseAdam`): a step touches only 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 
 from embedkit.errors import ConfigError, StoreError
 from embedkit.training.losses import vicreg_loss
+from embedkit.training.config import diverged, finite_checks
 
 GROUPS = ("cifar10/train", "cifar10/test")
 METHOD = "latent-optimization"
@@ -75,6 +77,7 @@ class LatentRun:
 def check_latent_config(config: LatentConfig, n_rows: int) -> None:
     """Raise ConfigError (one line) unless `config` can fit `n_rows` images."""
     checks = [
+        *finite_checks(config, ("lr", "lam", "mu", "nu")),
         (config.epochs >= 1, f"epochs {config.epochs}: must be at least 1"),
         (1 <= config.k <= n_rows - 1, f"k={config.k}: must be between 1 and N-1={n_rows - 1}"),
         (config.dim >= 1, f"dim {config.dim}: must be positive"),
@@ -125,11 +128,19 @@ def fit_latent(neighbours: np.ndarray, config: LatentConfig, *, device: str = "a
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
             optimizer.step()
-            for key, value in terms.as_floats().items():
+            values = terms.as_floats()
+            error = diverged("latent optimization", "the loss", values, epoch, config.epochs,
+                             epoch * steps_per_epoch + step + 1)
+            if error is not None:
+                raise error
+            for key, value in values.items():
                 sums[key] += value / steps_per_epoch
             if on_progress is not None:
                 on_progress(epoch * steps_per_epoch + step + 1, config.epochs * steps_per_epoch)
         epoch_terms.append({"epoch": epoch, **sums})
+    if not torch.isfinite(table.weight).all():  # the last step's update overflowed
+        raise diverged("latent optimization", "a vector", {"vector": math.nan}, config.epochs - 1, config.epochs,
+                       config.epochs * steps_per_epoch)
     return LatentFit(table.weight.detach().cpu().numpy().astype(np.float32), epoch_terms)
 
 

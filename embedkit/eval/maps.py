@@ -28,8 +28,10 @@ def project_2d(x: np.ndarray, method: str = "pca", *, seed: int = 0, n_jobs: int
     x = np.asarray(x, dtype=np.float32)
     if method not in METHODS:
         raise ConfigError(f"unknown map method {method!r}: use {' or '.join(METHODS)}")
-    if x.ndim != 2 or len(x) < 3:
-        raise ConfigError(f"a 2-D map needs at least 3 points (N, D), got shape {x.shape}")
+    if x.ndim != 2 or len(x) < 3 or x.shape[1] < 1:
+        raise ConfigError(f"a 2-D map needs at least 3 points of at least 1 dimension (N, D), got shape {x.shape}")
+    if not np.any(x != x[0]):  # t-SNE's PCA start divides by a zero spread and then segfaults (sklearn 1.9)
+        raise ConfigError(f"all {len(x)} rows are identical (a collapsed encoder?): a 2-D map would be one point")
     if x.shape[1] < 2:
         return np.hstack([x, np.zeros_like(x)]).astype(np.float32)
     if method == "pca":
@@ -76,6 +78,9 @@ def map_store(store_path: Path | str, group: str, method: str = "pca", *, max_po
               seed: int = 0) -> GroupMap:
     """Map a store group to 2-D (at most `max_points` rows, seeded sample). Named after the store's file stem."""
     from embedkit.store.store import open_store
+
+    if max_points < 1:
+        raise ConfigError(f"max_points={max_points}: map at least 1 row")
 
     data = open_store(store_path).read(group)
     rows = sample_rows(len(data.ids), max_points, seed)

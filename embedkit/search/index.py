@@ -217,7 +217,12 @@ def neighbors(store_path: Path | str, group: str, k: int, *, farthest: bool = Fa
 
 def _rows_of_ids(store_path: Path, data, query_ids) -> np.ndarray:
     """Row positions of the given ids values in `data` (SearchError naming the ids that are absent)."""
-    wanted = np.asarray(query_ids, dtype=np.int64).reshape(-1)
+    try:
+        wanted = np.asarray(query_ids, dtype=np.int64).reshape(-1)
+    except OverflowError:  # an id of 20+ digits: no store id (int64) can match it
+        huge = [int(i) for i in np.ravel(np.asarray(query_ids, dtype=object)) if not -2**63 <= int(i) < 2**63]
+        raise SearchError(f"id {huge[0]} is outside the int64 range of the ids of group '{data.name}' "
+                          f"of {store_path}") from None
     if wanted.size == 0:
         raise SearchError(f"no query ids given for group '{data.name}' of {store_path}")
     order = np.argsort(data.ids)

@@ -136,6 +136,8 @@ def _checked_layout(where: str, g, name: str) -> GroupInfo:
     emb = g["embeddings"]
     if emb.ndim != 2 or emb.dtype != np.float32:
         raise StoreError(f"{where}: embeddings must be (N, D) float32, got {emb.shape} {emb.dtype}")
+    if emb.shape[1] < 1:  # no value to search, map or cluster (`add` refuses to write one; h5py can)
+        raise StoreError(f"{where}: embeddings have dimension D=0")
     for key in ("labels", "ids"):
         ds = g[key]
         if ds.ndim != 1 or ds.dtype != np.int64:

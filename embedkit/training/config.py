@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from embedkit.training.views import ViewConfig
-from embedkit.errors import ConfigError
+from embedkit.errors import ConfigError, TrainingError
 from embedkit.training.models import ENCODER_KINDS
 
 OPTIMIZERS = ("adam", "lars")
@@ -90,9 +91,28 @@ def pairs_digest(path: str) -> str:
         raise ConfigError(f"{path}: pairs file not found (make one with `embedkit pairs`)") from None
 
 
+def finite_checks(config, names: tuple[str, ...]) -> list[tuple[bool, str]]:
+    """(ok, message) for each named number of `config`: NaN or infinity there trains a NaN model, so refuse it."""
+    return [(math.isfinite(getattr(config, name)), f"{name} {getattr(config, name)}: must be a finite number")
+            for name in names]
+
+
+def diverged(run: str, what: str, values: dict[str, float], epoch: int, epochs: int,
+             step: int) -> TrainingError | None:
+    """The TrainingError when `values` (loss terms by name) hold NaN or inf at 0-based `epoch`, 1-based `step`;
+    None while they are finite. `run` names what was trained, `what` the values ("the loss", "a weight")."""
+    bad = sorted(name for name, value in values.items() if not math.isfinite(value))
+    if not bad:
+        return None
+    terms = f" ({', '.join(bad)})" if len(values) > 1 else ""
+    return TrainingError(f"{run} diverged at epoch {epoch + 1} of {epochs}, step {step}: {what} is "
+                         f"{values[bad[0]]}{terms} (is the learning rate or a loss weight too large?)")
+
+
 def validate_config(config: TrainConfig) -> TrainConfig:
     """Return `config` unchanged, or raise ConfigError naming the first bad value."""
     checks = [
+        *finite_checks(config, ("lr", "weight_decay", "warmup_epochs", "lam", "mu", "nu")),
         (config.encoder in ENCODER_KINDS, f"encoder {config.encoder!r} (known: {', '.join(ENCODER_KINDS)})"),
         (config.optimizer in OPTIMIZERS, f"optimizer {config.optimizer!r} (known: {', '.join(OPTIMIZERS)})"),
         (config.schedule in SCHEDULES, f"schedule {config.schedule!r} (known: {', '.join(SCHEDULES)})"),
@@ -102,6 +122,9 @@ def validate_config(config: TrainConfig) -> TrainConfig:
         (config.dim >= 1, f"dim {config.dim}: must be positive"),
         (config.subset is None or config.subset >= 2, f"subset {config.subset}: must be at least 2 images"),
         (min(config.lam, config.mu, config.nu) >= 0, "loss weights lam, mu, nu must be non-negative"),
+        (config.weight_decay >= 0, f"weight decay {config.weight_decay}: must be non-negative"),
+        (config.warmup_epochs >= 0, f"warm-up epochs {config.warmup_epochs}: must be non-negative"),
+        (config.test_images >= 0, f"test images {config.test_images}: must be non-negative (0: no test losses)"),
         (config.positives is not None or not config.augment_positives, "augment_positives needs a positives file"),
     ]
     for ok, message in checks:

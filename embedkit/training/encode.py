@@ -20,7 +20,7 @@ from embedkit.data.sources import (
     to_rgb32,
 )
 from embedkit.device import pick_device
-from embedkit.errors import StoreError
+from embedkit.errors import ConfigError, StoreError
 from embedkit.training.models import file_digest, load_checkpoint
 
 Progress = Callable[[int, int], None] | None
@@ -46,6 +46,12 @@ def encode_images(
     return np.concatenate(chunks)
 
 
+def check_batch_size(batch_size: int) -> None:
+    """ConfigError for a batch size below 1: 0 never advances, a negative one encodes nothing yet 'succeeds'."""
+    if batch_size < 1:
+        raise ConfigError(f"batch size {batch_size}: must be at least 1")
+
+
 def iter_embeddings(
     encoder: torch.nn.Module,
     images: np.ndarray,
@@ -56,7 +62,11 @@ def iter_embeddings(
     done_before: int = 0,
     total: int | None = None,
 ) -> Iterator[np.ndarray]:
-    """Like `encode_images`, one (batch, D) float32 array at a time; progress counts from `done_before`."""
+    """Like `encode_images`, one (batch, D) float32 array at a time; progress counts from `done_before`.
+
+    Raises ConfigError for a batch size below 1.
+    """
+    check_batch_size(batch_size)
     prep = getattr(encoder, "preprocessing", None) or DEFAULT_PREPROCESSING
     torch_device = pick_device(device)
     encoder = encoder.to(torch_device).eval()
@@ -100,6 +110,7 @@ def encode_to_store(
     from embedkit.store.store import open_store
 
     check_subset_size(subset)
+    check_batch_size(batch_size)  # before anything is loaded or the store is created
     checkpoint = Path(checkpoint)
     encoder, config = load_checkpoint(checkpoint)
     store = open_store(store_path, create=True)

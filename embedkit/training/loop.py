@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import signal
 import threading
 import time
@@ -27,11 +28,11 @@ import torch
 from embedkit.training.views import AugmentedPairs, PairSource
 from embedkit.data.sources import subset_rows
 from embedkit.device import pick_device
-from embedkit.errors import CheckpointError, ConfigError
+from embedkit.errors import CheckpointError, ConfigError, TrainingError
 from embedkit.training.losses import vicreg_loss
 from embedkit.training.models import build_encoder, build_projector, checkpoint_payload, read_checkpoint, save_checkpoint
 from embedkit.training.optim import LARS, learning_rate
-from embedkit.training.config import PRESETS, TrainConfig, make_config, validate_config
+from embedkit.training.config import PRESETS, TrainConfig, diverged, make_config, validate_config
 
 __all__ = ["PRESETS", "TrainConfig", "TrainResult", "make_config", "read_log", "resume_config", "train"]
 
@@ -92,11 +93,14 @@ def train(
     run_dir = Path(run_dir)
     torch_device = pick_device(device)
     images = _images_of(train_images)
-    source = make_pair_source(config, images, torch_device, anchor_rows=_train_rows(config, images))
+    source = make_pair_source(config, images, torch_device, anchor_rows=_train_rows(config, images),
+                              origin=_origin(train_images))
     test_source = None
     if test_images is not None and config.test_images > 0:
         # Test images have no neighbour pairs: their logged terms are always on two augmented views.
         test_sample = _sample(_images_of(test_images), config.test_images, config.seed)
+        if len(test_sample) < 2:  # refused now: the loss of one image has no variance, and the epoch would be lost
+            raise ConfigError(f"{len(test_sample)} test image(s): test losses need at least 2 (pass no test images)")
         test_source = AugmentedPairs(test_sample, config.views, torch_device)
     session = _new_session(config, torch_device)
     if resume:
@@ -164,6 +168,7 @@ class _Loop:
                     lr = learning_rate(self.config, session.step, self.steps_per_epoch)
                     at_boundary = False
                     terms = _train_step(session, self.source, rows, lr, self.config)
+                    self._check_finite(terms, "the loss", epoch, session.step + 1)
                     session.step += 1
                     at_boundary = True
                     record = {"split": "train", "epoch": epoch, "step": session.step, **terms, "lr": lr}
@@ -184,9 +189,18 @@ class _Loop:
         record = None
         if self.test_source is not None:
             terms = _evaluate(self.session, self.test_source, self.batch, self.config, epoch)
+            self._check_finite(terms, "the test loss", epoch, self.session.step)
             record = self._emit({"split": "test", "epoch": epoch, "step": self.session.step, **terms})
         self._save()
         return record
+
+    def _check_finite(self, values: dict, what: str, epoch: int, step: int) -> None:
+        """Raise TrainingError if a value is NaN or infinite: the run diverged, and its weights are worthless."""
+        error = diverged("training", what, values, epoch, self.config.epochs, step)
+        if error is not None:
+            kept = (f"the last good checkpoint {self.checkpoint} is kept" if self.checkpoint.exists()
+                    else "no checkpoint was written")
+            raise TrainingError(f"{error}; {kept}")
 
     def _emit(self, record: dict) -> dict:
         self.log.write(json.dumps(record) + "\n")
@@ -196,7 +210,12 @@ class _Loop:
         return record
 
     def _save(self) -> None:
+        """Write last.pt; never from weights (or BatchNorm statistics) that hold a NaN or an infinity."""
         session = self.session
+        tensors = [*session.encoder.state_dict().values(), *session.projector.state_dict().values()]
+        if not all(torch.isfinite(t).all() for t in tensors if t.is_floating_point()):
+            epoch = (session.step - 1) // self.steps_per_epoch
+            self._check_finite({"weight": math.nan}, "a weight", epoch, session.step)
         rng = {"torch": torch.get_rng_state(), "views": session.generator.get_state()}
         payload = checkpoint_payload(
             session.encoder, self.config.to_dict(), _preprocessing(self.config), session.step,
@@ -207,13 +226,14 @@ class _Loop:
 
 
 def make_pair_source(config: TrainConfig, images: np.ndarray, device: torch.device, *,
-                     anchor_rows: np.ndarray | None = None) -> PairSource:
+                     anchor_rows: np.ndarray | None = None, origin: tuple[str, str] | None = None) -> PairSource:
     """The source of the two inputs of each training example.
 
     images: (N, H, W, 3) uint8, the train split; anchor_rows: the rows trained on (None: all of them).
     Plain VICReg: two augmented views of each image. With `config.positives`: the image and one of its k nearest
     neighbours in the pairs file (which may lie outside `anchor_rows`), augmented only with `augment_positives`;
     a pairs file over a sample of the split trains on that sample (`config.subset` of it with a subset).
+    origin: (dataset, split) of `images` when known; a pairs file made on another split or dataset is refused.
     """
     if config.positives is None:
         return AugmentedPairs(images if anchor_rows is None else images[anchor_rows], config.views, device)
@@ -223,12 +243,18 @@ def make_pair_source(config: TrainConfig, images: np.ndarray, device: torch.devi
     if config.positives_sha256 is not None and pairs_digest(config.positives) != config.positives_sha256:
         raise ConfigError(f"{config.positives}: pairs file changed since the run was configured "
                           f"(expected {config.positives_sha256})")
-    covered, table = read_neighbour_table(config.positives, len(images))
+    covered, table = read_neighbour_table(config.positives, len(images), origin)
     if len(covered) < len(images):  # pairs made on a sample of the split: its rows are the anchors
         rows = subset_rows(len(covered), config.subset, config.seed)
         anchor_rows = covered if rows is None else covered[rows]
     return NeighbourPairs(images, table, config.views, device, anchor_rows=anchor_rows,
                           augment=config.augment_positives)
+
+
+def _origin(images) -> tuple[str, str] | None:
+    """(dataset, split) of an ImageSet; None for a bare array, whose origin is unknown."""
+    dataset, split = getattr(images, "dataset", None), getattr(images, "split", None)
+    return (dataset, split) if isinstance(dataset, str) and isinstance(split, str) else None
 
 
 def _images_of(images) -> np.ndarray:

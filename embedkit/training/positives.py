@@ -18,13 +18,16 @@ from embedkit.training.views import ViewConfig, make_views, normalize_batch, to_
 from embedkit.errors import ConfigError
 
 
-def read_neighbour_table(path: Path | str, n_images: int) -> tuple[np.ndarray, np.ndarray]:
+def read_neighbour_table(path: Path | str, n_images: int,
+                         source: tuple[str, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(covered (M,), table (n_images, k)) int64: the rows the pairs file has neighbours for (sorted), and in
     row r of the table the train-split rows of image r's k nearest neighbours (-1 for rows not covered).
 
     A file made on a store of a sample of the split (`encode --subset`) covers only those rows.
-    Raises ConfigError (one line, naming the file) if the pairs file is missing, unreadable, malformed, or names
-    rows outside the `n_images` rows of the training split.
+    source: (dataset, split) of the training images, when known, checked against the store group the pairs were
+    made on (`<dataset>/<split>` by the store's naming).
+    Raises ConfigError (one line, naming the file) if the pairs file is missing, unreadable, malformed, made on
+    another split or dataset, or names rows outside the `n_images` rows of the training split.
     """
     import h5py
 
@@ -37,12 +40,29 @@ def read_neighbour_table(path: Path | str, n_images: int) -> tuple[np.ndarray, n
             if missing:
                 raise ConfigError(f"{path}: not a pairs file (no dataset {missing[0]!r})")
             ids, neighbours = np.asarray(h5["ids"][:], np.int64), np.asarray(h5["neighbor_ids"][:], np.int64)
+            group = h5.attrs.get("group")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the pairs file ({exc})") from None
+    if source is not None and isinstance(group, str):
+        _check_source(path, group, source)
     _check_table(path, ids, neighbours, n_images)
     table = np.full((n_images, neighbours.shape[1]), -1, dtype=np.int64)
     table[ids] = neighbours
     return np.sort(ids), table
+
+
+def _check_source(path: Path, group: str, source: tuple[str, str]) -> None:
+    """ConfigError if the pairs' group `<dataset>/<split>` names another split, or another known dataset, than
+    `source`: its row numbers would silently pick the wrong images as positives."""
+    from embedkit.data.sources import KNOWN_DATASETS
+
+    dataset, split = source
+    made_dataset, _, made_split = group.rpartition("/")
+    other_split = made_split in ("train", "test") and made_split != split
+    other_dataset = made_dataset in KNOWN_DATASETS and made_dataset != dataset
+    if other_split or other_dataset:
+        raise ConfigError(f"{path}: pairs made on store group '{group}', but training uses the {split} split of "
+                          f"{dataset} (make the pairs on a store of that split)")
 
 
 def _check_table(path: Path, ids: np.ndarray, neighbours: np.ndarray, n_images: int) -> None:
