@@ -60,6 +60,9 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     fit_seconds = time.perf_counter() - start
     train_pred = np.argmax(((train_x - mean) / std) @ weight.T + bias, axis=1)
     test_pred = np.argmax(((test_x - mean) / std) @ weight.T + bias, axis=1)
+    if test_is_train and len(train_x) < 2:
+        raise ConfigError(f"train is test and has {len(train_x)} labelled row: the kNN vote leaves each row out, "
+                          "so it needs at least 2")
     knn_k = min(knn_k, len(train_x) - test_is_train)
     knn_pred = knn_classify(train_x, train_y, test_x, knn_k, exclude_self=test_is_train)
     return ProbeResult(

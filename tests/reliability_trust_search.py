@@ -29,7 +29,7 @@ CASES: list[Case] = [
     C("anomaly-leave-one-out-k-too-large", "anomaly", "{store}", "--reference", "toy/train", "--normal", "toy/train",
       "--ood", "toy/ood", "-k", "40", "--out", "{root}/out", names="k=40"),
     C("probe-leave-one-out-single-row", "probe", "{store_one_row}", "--train", "one/x", "--test", "one/x",
-      names="k=0"),
+      names="at least 2"),
     # every reader of toy/train (as reliability_cases.STORE_READERS) on the store holding such a row
     *(C(f"{args[0]}-store-long-row", *args, names="row 7") for args in (
         ("info", "{store_long_row}"),
