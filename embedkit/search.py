@@ -100,12 +100,12 @@ class Frame:
         if metric != "l2" or len(reference) == 0:
             self.mean, self.scale, self.radius = None, 1.0, 1.0
             return
-        mean = reference.mean(axis=0, dtype=np.float64)
-        corner = np.maximum(np.abs(reference.max(axis=0) - mean), np.abs(reference.min(axis=0) - mean))
-        bound = float(np.sqrt(np.sum(corner ** 2)))  # no centred row is longer than the bounding box's corner
-        self.mean = mean.astype(np.float32)
-        self.scale = float(2.0 ** -np.ceil(np.log2(bound))) if bound > 0 else 1.0
-        self.radius = bound * self.scale * (1 + 1e-6)  # no framed reference row is longer
+        self.mean = reference.mean(axis=0, dtype=np.float64).astype(np.float32)
+        with np.errstate(over="ignore"):  # rows near float32's limit (not from a store): scanned, in float64
+            centred = reference - self.mean  # what __call__ computes, before its exact power-of-two scaling
+        longest = float(np.sqrt(np.einsum("nd,nd->n", centred, centred, dtype=np.float64).max()))
+        self.scale = float(2.0 ** -np.ceil(np.log2(longest))) if longest > 0 else 1.0
+        self.radius = longest * self.scale * (1 + 1e-6)  # no framed reference row is longer
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """`x` (n, D) in the frame, float32."""
