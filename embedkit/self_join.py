@@ -11,7 +11,8 @@ Scores (smaller is better), from one matrix product of augmented rows (no extra 
 Each row keeps its k best (score, row) so far; a block only touches the entries at or below that row's current
 k-th score (a NumPy comparison and `flatnonzero`), and a worker thread computes the next block's product while
 this one is searched. Scores rank candidates only: callers pass rows in a frame (centred, scaled) and re-rank a
-margin of candidates from exact differences (see `embedkit.search`). 50,000 x 128, k = 3 on 2 cores: about 7 s, against about 10 s for a flat FAISS search.
+margin of candidates from exact differences (see `embedkit.search`). 50,000 x 128, k = 3 on 2 cores: about 7 s,
+against about 10 s for a flat FAISS search.
 """
 
 from __future__ import annotations
