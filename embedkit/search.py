@@ -91,33 +91,41 @@ def prepare(x: np.ndarray, metric: str) -> np.ndarray:
 
 
 class Frame:
-    """Where exact searches rank candidates: rows minus their mean, times a power of two (exact) that puts them
-    within the unit ball. L2 ranks are translation and scale invariant, so an offset far larger than the spread
-    costs no float32 precision, and no score over- or underflows. Cosine rows (unit already) are left as they are.
+    """Where exact searches rank candidates, by squared L2 in float32: rows minus their mean, times a power of two
+    (exact) that puts them within the unit ball. L2 ranks are translation and scale invariant, so an offset far
+    larger than the spread costs no float32 precision, and no score over- or underflows. Cosine rows are `flagged`
+    unit rows first: half their squared L2 is the cosine distance (1 from a zero row), and nearly parallel rows,
+    moved to their mean, are told apart as well as any others.
     """
 
     def __init__(self, reference: np.ndarray, metric: str):
-        if metric != "l2" or len(reference) == 0:
-            self.mean, self.scale, self.radius = None, 1.0, 1.0
+        self.metric = metric
+        self.half = 0.5 if metric == "cosine" else 1.0  # measure = half * squared L2 between framed rows / scale^2
+        base = flagged(reference) if metric == "cosine" else reference
+        if len(base) == 0:
+            self.mean, self.scale, self.radius = np.zeros(base.shape[1], np.float32), 1.0, 1.0
             return
-        self.mean = reference.mean(axis=0, dtype=np.float64).astype(np.float32)
+        self.mean = base.mean(axis=0, dtype=np.float64).astype(np.float32)
         with np.errstate(over="ignore"):  # rows near float32's limit (not from a store): scanned, in float64
-            centred = reference - self.mean  # what __call__ computes, before its exact power-of-two scaling
+            centred = base - self.mean  # what __call__ computes, before its exact power-of-two scaling
         longest = float(np.sqrt(np.einsum("nd,nd->n", centred, centred, dtype=np.float64).max()))
         self.scale = float(2.0 ** -np.ceil(np.log2(longest))) if longest > 0 else 1.0
         self.radius = longest * self.scale * (1 + 1e-6)  # no framed reference row is longer
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """`x` (n, D) in the frame, float32."""
-        if self.mean is None:
-            return x
+        """Prepared rows `x` (n, D) in the frame, float32 (n, D), or (n, D + 1) for cosine."""
+        base = flagged(x) if self.metric == "cosine" else x
         with np.errstate(over="ignore"):  # a query far outside the frame: its bound is inf, so it is scanned
-            return np.ascontiguousarray((x - self.mean) * np.float32(self.scale), dtype=np.float32)
+            return np.ascontiguousarray((base - self.mean) * np.float32(self.scale), dtype=np.float32)
+
+    def measure(self, squared: np.ndarray) -> np.ndarray:
+        """Squared L2 between framed rows (float64) as the measure: squared L2 or cosine distance of the rows."""
+        return squared * (self.half / self.scale ** 2)
 
 
 def score_error(framed_queries: np.ndarray, radius: float) -> np.ndarray:
-    """(Q,) float64: a worst-case bound on the float32 rounding of any score (a squared distance or, for unit rows,
-    a cosine distance) between a framed query and a framed row no longer than `radius`.
+    """(Q,) float64: a worst-case bound on the float32 rounding of any score (a squared distance) between a framed
+    query and a framed row no longer than `radius`, in the frame's units (see `Frame.measure`).
 
     A score is a dot product of D + 2 terms plus two squared norms of D terms: about 2D + 4 roundings, each at
     most FLOAT32_UNIT times (|q| + |x|)^2; 2D + 16 of them leave room for the centring's own roundings.
@@ -138,14 +146,14 @@ def build_index(reference: np.ndarray, kind: str = "flat", metric: str = "l2", *
     Flat indexes hold the rows in their `Frame`; HNSW and IVF cosine indexes hold `flagged` rows.
     """
     faiss = load_faiss()
-    if kind == "flat":
+    if kind == "flat":  # squared L2 in the frame, for either metric
         framed = Frame(reference, metric)(reference)
-        if farthest and metric == "l2":
+        if farthest:
             augmented = np.hstack([-2.0 * framed, np.einsum("nd,nd->n", framed, framed)[:, None]])
             index = faiss.IndexFlatIP(framed.shape[1] + 1)
             index.add(np.ascontiguousarray(augmented, dtype=np.float32))
         else:
-            index = faiss.IndexFlatIP(framed.shape[1]) if metric == "cosine" else faiss.IndexFlatL2(framed.shape[1])
+            index = faiss.IndexFlatL2(framed.shape[1])
             index.add(framed)
         return index
     rows = flagged(reference) if metric == "cosine" else reference  # cosine: L2 on unit rows ranks like cosine
@@ -219,7 +227,7 @@ def search_index(index, kind: str, reference: np.ndarray, queries: np.ndarray, k
         if own is not None:
             found = _drop_self(found, own)
         if exact:
-            last = (_index_measure(scores[:, -1], searched, metric, farthest, frame.scale) if kk < len(reference)
+            last = (_index_measure(scores[:, -1], searched, farthest, frame) if kk < len(reference)
                     else np.full(len(batch), -np.inf if farthest else np.inf))
             distances[start:stop], rows[start:stop] = _refine(reference, batch, found, last, k, metric, farthest,
                                                               frame, searched, own)
@@ -248,10 +256,9 @@ def self_knn(reference: np.ndarray, k: int, *, farthest: bool = False, metric: s
     frame = Frame(reference, metric)
     framed = frame(reference)
     kk = min(k + MARGIN_ROWS, n - 1)
-    rows, worst = self_join_rows(framed, kk, farthest=farthest, metric=metric, on_progress=on_progress)
-    if kk < n - 1:  # self-join scores: squared distance (l2) or -cos (cosine), negated for farthest
-        worst = -worst.astype(np.float64) if farthest else worst.astype(np.float64)
-        last = worst / frame.scale ** 2 if metric == "l2" else (1.0 - worst if farthest else 1.0 + worst)
+    rows, worst = self_join_rows(framed, kk, farthest=farthest, metric="l2", on_progress=on_progress)
+    if kk < n - 1:  # self-join scores: squared distances in the frame, negated for farthest
+        last = frame.measure(-worst.astype(np.float64) if farthest else worst.astype(np.float64))
     else:
         last = np.full(n, -np.inf if farthest else np.inf)
     return _refine(reference, reference, rows, last, k, metric, farthest, frame, framed, np.arange(n))
@@ -259,10 +266,8 @@ def self_knn(reference: np.ndarray, k: int, *, farthest: bool = False, metric: s
 
 def _raw_search(index, kind, reference, queries, kk, farthest, metric) -> tuple[np.ndarray, np.ndarray]:
     """(scores, rows) (Q, kk) from the index; `queries` are framed for a flat index, prepared otherwise."""
-    if farthest and metric == "l2":
+    if farthest:  # flat only
         searched = np.hstack([queries, np.ones((len(queries), 1), np.float32)])
-    elif farthest:
-        searched = -queries
     elif metric == "cosine" and kind != "flat":
         searched = np.hstack([queries, np.zeros((len(queries), 1), np.float32)])
     else:
@@ -275,14 +280,12 @@ def _raw_search(index, kind, reference, queries, kk, farthest, metric) -> tuple[
     return scores, rows
 
 
-def _index_measure(scores: np.ndarray, framed: np.ndarray, metric: str, farthest: bool, scale: float) -> np.ndarray:
+def _index_measure(scores: np.ndarray, framed: np.ndarray, farthest: bool, frame: Frame) -> np.ndarray:
     """A flat index's float32 scores (Q,) as approximate measures (squared L2 or cosine distance), float64."""
     scores = scores.astype(np.float64)
-    if metric == "cosine":  # inner products with q (nearest) or -q (farthest)
-        return 1.0 + scores if farthest else 1.0 - scores
     if farthest:  # <[q, 1], [-2x, |x|^2]> = |q - x|^2 - |q|^2
         scores = scores + np.einsum("qd,qd->q", framed, framed, dtype=np.float64)
-    return scores / scale ** 2
+    return frame.measure(scores)
 
 
 def _drop_self(rows: np.ndarray, self_rows: np.ndarray) -> np.ndarray:
@@ -317,9 +320,13 @@ def _refine(reference, queries, rows, last, k, metric, farthest, frame, framed, 
     a row, so it is answered by `_scan`.
     """
     measure, rows = (a[:, :k] for a in _ranked(reference, queries, rows, metric, farthest))
-    error = score_error(framed, frame.radius) / frame.scale ** 2
+    error = frame.measure(score_error(framed, frame.radius))
     kth = measure[:, -1]
     proven = last + error < kth if farthest else last - error > kth
+    if metric == "cosine":  # a zero query is at cosine distance 1 from every row: the first rows, by the tie rule
+        for q in np.flatnonzero(~queries.any(axis=1)):
+            rows[q] = [r for r in range(k + 1) if self_rows is None or r != self_rows[q]][:k]
+            measure[q], proven[q] = 1.0, True
     unproven = np.flatnonzero(~proven)
     if len(unproven):
         own = None if self_rows is None else np.asarray(self_rows)[unproven]
@@ -352,10 +359,7 @@ def _scan(reference, frame, queries, framed, kth, error, k, metric, farthest, se
         q = framed[start : start + step]
         with np.errstate(over="ignore", invalid="ignore"):
             dots = (q @ framed_reference.T).astype(np.float64)
-            if metric == "l2":
-                approx = (np.einsum("qd,qd->q", q, q)[:, None] + ref_norms[None, :] - 2 * dots) / frame.scale ** 2
-            else:
-                approx = 1.0 - dots
+            approx = frame.measure(np.einsum("qd,qd->q", q, q)[:, None] + ref_norms[None, :] - 2 * dots)
             bound = error[start : start + step, None]
             beaten = approx + bound < kth[start : start + step, None] if farthest else \
                 approx - bound > kth[start : start + step, None]

@@ -221,3 +221,21 @@ def test_probe_knn_with_train_as_test_is_near_chance_on_random_labels(tmp_path, 
     result = probe_store(path, "g/x", "g/x", knn_k=5)
     assert result.knn_leave_one_out and result.to_dict()["knn_leave_one_out"]
     assert result.knn_accuracy < 0.4
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_rows_far_from_the_origin_are_ranked_without_a_full_scan(monkeypatch, rng, metric):
+    """Rows 1000 + N(0, 1): nearly parallel, nearly equally long. Moved to their mean (cosine: their unit rows), the
+    float32 ranking's margin is proven for almost every row, so the exact answer costs no O(N^2) fallback."""
+    import embedkit.search as search
+
+    scanned = []
+    scan = search._scan
+    monkeypatch.setattr(search, "_scan", lambda *args: scanned.append(len(args[2])) or scan(*args))
+    x = (1000 + rng.normal(size=(3000, 16))).astype(np.float32)
+    _, rows = knn(x, x, 3, exclude_self=True, metric=metric)
+    assert sum(scanned) < 30, f"{sum(scanned)} of 3000 rows needed a full scan"
+    _, rows = knn(x, x[:20], 3, metric=metric)
+    assert sum(scanned) < 30
+    if metric == "l2":
+        np.testing.assert_array_equal(rows, np.argsort(brute(x, x[:20], "l2"), axis=1, kind="stable")[:, :3])
