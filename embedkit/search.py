@@ -6,15 +6,15 @@ Distances are TRUE distances, recomputed from the vectors for the rows found:
   distance 1, on every index kind: HNSW and IVF hold unit rows plus a flag column that puts a zero row at
   L2 distance sqrt(2), cosine distance 1, from every unit query).
 Exact searches (flat, the self-join) are exact on any float32 data, however far from the origin. Candidates are
-ranked in float32 on rows moved to their mean and scaled by a power of two (L2 is translation invariant), so a
-large common offset costs no precision; a margin of `MARGIN_ROWS` candidates beyond k is then re-ranked with
+ranked in float32 by squared L2 on rows moved to their mean and scaled by a power of two (a `Frame`; cosine ranks
+flagged unit rows, half of whose squared L2 is the cosine distance), so a large common offset costs no precision
+(L2 is translation invariant); a margin of `MARGIN_ROWS` candidates beyond k is then re-ranked with
 distances computed directly in float64, and a query whose margin cannot be proven enough by a worst-case bound on
 the float32 rounding (`score_error`) is answered by a full scan of the rows that bound cannot rule out.
 Equal distances are ordered by row, on every path.
 
 Farthest search is exact and runs at nearest-search speed through an inner-product index:
-argmax_x ||q - x||^2 = argmax_x (|x|^2 - 2 q.x) = argmax_x <[q, 1], [-2x, |x|^2]>.
-For cosine, the farthest x maximises <-q, x> on unit vectors.
+argmax_x ||q - x||^2 = argmax_x (|x|^2 - 2 q.x) = argmax_x <[q, 1], [-2x, |x|^2]> (for either metric, in the frame).
 
 Every row against all the others (a self-join: `knn(x, x, k, exclude_self=True)`, `pairs`) needs no FAISS index:
 `embedkit.self_join` does it exactly with half the arithmetic of a flat search.
