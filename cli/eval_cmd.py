@@ -92,7 +92,8 @@ def probe(
     if json_out:
         print_json({"train": train, "test": test, "stores": rows})
         return
-    _table(f"linear probe {train} -> {test}", ["store", "linear acc", f"kNN acc (k={knn_k})", "train acc", "train",
+    loo = " (kNN leave-one-out: train is test)" if train == test else ""
+    _table(f"linear probe {train} -> {test}{loo}", ["store", "linear acc", f"kNN acc (k={knn_k})", "train acc", "train",
                                                 "test", "D", "fit s"],
            [[r["name"], _fmt(r["accuracy"]), _fmt(r["knn_accuracy"]), _fmt(r["train_accuracy"]), f"{r['n_train']:,}",
              f"{r['n_test']:,}", str(r["dim"]), _fmt(r["fit_seconds"], 1)] for r in rows])
@@ -205,7 +206,9 @@ def anomaly(
                     "stores": [{"name": r.name, "store": str(r.store_path), "encoded_ood": r.encoded,
                                 **r.result.to_dict(), "top": r.top(top)} for r in results]})
         return
-    _table(f"anomaly: {normal} (normal) vs {first.ood_group} (OOD), reference {reference}, k={k}",
+    loo = first.result.leave_one_out
+    loo_note = f"; {' and '.join(loo)} = reference, scored leave-one-out" if loo else ""
+    _table(f"anomaly: {normal} (normal) vs {first.ood_group} (OOD), reference {reference}, k={k}{loo_note}",
            ["store", "ROC-AUC", "mean score normal", "mean score OOD", "normal", "OOD"],
            [[r.name, _fmt(r.result.roc_auc), _fmt(d["mean_score_normal"]), _fmt(d["mean_score_ood"]),
              f"{d['n_normal']:,}", f"{d['n_ood']:,}"] for r, d in ((r, r.result.to_dict()) for r in results)])

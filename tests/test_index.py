@@ -308,7 +308,7 @@ def assert_self_join_matches_brute(reference, k, *, farthest, metric, block_rows
     from embedkit.search.arrays import prepare
     from embedkit.search.self_join import self_join_rows
 
-    rows = self_join_rows(prepare(reference, metric), k, farthest=farthest, metric=metric, block_rows=block_rows)
+    rows = self_join_rows(prepare(reference, metric), k, farthest=farthest, metric=metric, block_rows=block_rows)[0]
     full = brute_distances(reference, reference, metric)
     np.fill_diagonal(full, -np.inf if farthest else np.inf)
     best = np.sort(-full if farthest else full, axis=1)[:, :k]

@@ -55,7 +55,7 @@ def test_store_round_trip_groups_arrays_and_attributes(groups, shapes, attrs, se
         path = Path(folder) / "s.h5"
         store = open_store(path, create=True)
         for group, (n, dim) in zip(groups, shapes):
-            emb = (rng.normal(size=(n, dim)) * 10.0 ** rng.integers(-20, 20)).astype(np.float32)
+            emb = (rng.normal(size=(n, dim)) * 10.0 ** rng.integers(-20, 18)).astype(np.float32)  # norms < MAX_ROW_NORM
             labels = rng.integers(-1, 7, n)
             ids = rng.permutation(4 * n + 1)[:n] - 2 * n if with_ids else None
             store.write_group(group, emb, labels, ids, attrs)

@@ -2,7 +2,8 @@
 
 The score is the mean true L2 distance (not squared) to the k nearest reference rows, PyOD's `KNN(method="mean")`.
 Normal points (label 0) and out-of-distribution points (label 1) are scored against the reference; ROC-AUC says how
-well the score separates them (1.0 perfect, 0.5 chance).
+well the score separates them (1.0 perfect, 0.5 chance). A scored set that IS the reference is scored leave-one-out:
+each row's neighbours are the other rows (PyOD's `decision_scores_`), else every row would find itself at distance 0.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from embedkit.errors import ConfigError, StoreError, about
 ProgressFn = Callable[[int, int], None]
 
 
-def knn_scores(reference: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Anomaly score (Q,) float32 of each of `queries` (Q, D): mean L2 distance to its k nearest `reference` rows."""
+def knn_scores(reference: np.ndarray, queries: np.ndarray, k: int, *, leave_one_out: bool = False) -> np.ndarray:
+    """Anomaly score (Q,) float32 of each of `queries` (Q, D): mean L2 distance to its k nearest `reference` rows.
+
+    `leave_one_out`: the queries are the reference rows, in order, and a row is never its own neighbour.
+    """
     from embedkit.search.index import knn
 
-    distances, _ = knn(reference, queries, k)
+    distances, _ = knn(reference, queries, k, exclude_self=leave_one_out)
     return distances.mean(axis=1, dtype=np.float64).astype(np.float32)
 
 
@@ -39,29 +43,37 @@ class AnomalyResult:
     is_ood: np.ndarray = field(repr=False)  # (n_normal + n_ood,) bool
     fpr: np.ndarray = field(repr=False)
     tpr: np.ndarray = field(repr=False)
+    leave_one_out: tuple[str, ...] = ()  # scored sets ("normal", "ood") that are the reference: scored leave-one-out
 
     def to_dict(self) -> dict:
         """The scalar results (what `--json` prints)."""
         normal, ood = self.scores[~self.is_ood], self.scores[self.is_ood]
         return {"k": self.k, "roc_auc": self.roc_auc, "n_reference": self.n_reference, "n_normal": self.n_normal,
-                "n_ood": self.n_ood, "mean_score_normal": float(normal.mean()), "mean_score_ood": float(ood.mean())}
+                "n_ood": self.n_ood, "mean_score_normal": float(normal.mean()), "mean_score_ood": float(ood.mean()),
+                "leave_one_out": list(self.leave_one_out)}
 
     def top(self, n: int) -> np.ndarray:
         """Positions (n,) of the highest scores, most anomalous first (ties: the earlier position)."""
         return np.argsort(-self.scores, kind="stable")[:n]
 
 
-def detect_anomalies(reference: np.ndarray, normal: np.ndarray, ood: np.ndarray, k: int) -> AnomalyResult:
-    """Score `normal` (N, D) and `ood` (M, D) against `reference` (R, D) with `knn_scores`; ROC-AUC with OOD = 1."""
+def detect_anomalies(reference: np.ndarray, normal: np.ndarray, ood: np.ndarray, k: int, *,
+                     leave_one_out: tuple[str, ...] = ()) -> AnomalyResult:
+    """Score `normal` (N, D) and `ood` (M, D) against `reference` (R, D) with `knn_scores`; ROC-AUC with OOD = 1.
+
+    `leave_one_out` names the sets ("normal", "ood") that are the reference rows themselves: scored leave-one-out.
+    """
     from sklearn.metrics import roc_auc_score, roc_curve
 
     if len(normal) == 0 or len(ood) == 0:
         raise ConfigError(f"ROC-AUC needs normal and OOD points, got {len(normal)} normal and {len(ood)} OOD")
-    scores = np.concatenate([knn_scores(reference, normal, k), knn_scores(reference, ood, k)])
+    scores = np.concatenate([knn_scores(reference, normal, k, leave_one_out="normal" in leave_one_out),
+                             knn_scores(reference, ood, k, leave_one_out="ood" in leave_one_out)])
     is_ood = np.concatenate([np.zeros(len(normal), bool), np.ones(len(ood), bool)])
     fpr, tpr, _ = roc_curve(is_ood, scores)
     return AnomalyResult(k=k, roc_auc=float(roc_auc_score(is_ood, scores)), n_reference=len(reference),
-                         n_normal=len(normal), n_ood=len(ood), scores=scores, is_ood=is_ood, fpr=fpr, tpr=tpr)
+                         n_normal=len(normal), n_ood=len(ood), scores=scores, is_ood=is_ood, fpr=fpr, tpr=tpr,
+                         leave_one_out=tuple(leave_one_out))
 
 
 def ood_group_name(ood: str) -> str:
@@ -109,7 +121,8 @@ def anomaly_store(store_path: Path | str, ood: str, k: int, *, reference_group: 
     with store.snapshot():
         reference, normal, outlier = (store.read(g) for g in (reference_group, normal_group, ood_group))
     with about(store_path, f"{reference_group}' -> '{normal_group}', '{ood_group}"):
-        result = detect_anomalies(reference.embeddings, normal.embeddings, outlier.embeddings, k)
+        same = tuple(role for role, g in (("normal", normal_group), ("ood", ood_group)) if g == reference_group)
+        result = detect_anomalies(reference.embeddings, normal.embeddings, outlier.embeddings, k, leave_one_out=same)
     groups = (normal_group,) * len(normal.ids) + (ood_group,) * len(outlier.ids)
     return StoreAnomaly(name=store_path.stem, store_path=store_path, reference_group=reference_group,
                         normal_group=normal_group, ood_group=ood_group, result=result, groups=groups,

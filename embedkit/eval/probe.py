@@ -36,16 +36,18 @@ class ProbeResult:
     train_accuracy: float
     fit_seconds: float
     evaluations: int  # loss and gradient evaluations of L-BFGS
+    knn_leave_one_out: bool = False  # test is train: each row's kNN vote leaves the row itself out
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, *,
-                 knn_k: int = KNN_K, max_iter: int = PROBE_MAX_ITER) -> ProbeResult:
+                 knn_k: int = KNN_K, max_iter: int = PROBE_MAX_ITER, test_is_train: bool = False) -> ProbeResult:
     """Fit a linear classifier on `train_x` (N, D) / `train_y` (N,) int, score it on `test_x` (M, D) / `test_y` (M,).
 
-    Rows with label -1 (unknown) are dropped. Also reports a kNN-classifier accuracy (`knn_k` neighbours, cosine).
+    Rows with label -1 (unknown) are dropped. Also reports a kNN-classifier accuracy (`knn_k` neighbours, cosine);
+    `test_is_train` (the same rows) makes it leave-one-out, else each row would vote for its own label.
     """
     train_x, train_y = _labelled(train_x, train_y, "train")
     test_x, test_y = _labelled(test_x, test_y, "test")
@@ -58,11 +60,15 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     fit_seconds = time.perf_counter() - start
     train_pred = np.argmax(((train_x - mean) / std) @ weight.T + bias, axis=1)
     test_pred = np.argmax(((test_x - mean) / std) @ weight.T + bias, axis=1)
-    knn_pred = knn_classify(train_x, train_y, test_x, min(knn_k, len(train_x)))
+    if test_is_train and len(train_x) < 2:
+        raise ConfigError(f"train is test and has {len(train_x)} labelled row: the kNN vote leaves each row out, "
+                          "so it needs at least 2")
+    knn_k = min(knn_k, len(train_x) - test_is_train)
+    knn_pred = knn_classify(train_x, train_y, test_x, knn_k, exclude_self=test_is_train)
     return ProbeResult(
         accuracy=float(np.mean(test_pred == test_y)),
         knn_accuracy=float(np.mean(knn_pred == test_y)),
-        knn_k=min(knn_k, len(train_x)),
+        knn_k=knn_k,
         n_train=len(train_x),
         n_test=len(test_x),
         dim=int(train_x.shape[1]),
@@ -70,6 +76,7 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
         train_accuracy=float(np.mean(train_pred == train_y)),
         fit_seconds=fit_seconds,
         evaluations=evaluations,
+        knn_leave_one_out=test_is_train,
     )
 
 
@@ -118,14 +125,16 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, max_iter: int) -
     return theta[: n_classes * d].reshape(n_classes, d), theta[n_classes * d :], int(fit.nfev)
 
 
-def knn_classify(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: int = KNN_K) -> np.ndarray:
+def knn_classify(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: int = KNN_K, *,
+                 exclude_self: bool = False) -> np.ndarray:
     """Predict (M,) labels for `test_x` (M, D) by majority vote of the k cosine-nearest `train_x` rows.
 
-    Ties go to the class whose nearest member among the k is closest.
+    Ties go to the class whose nearest member among the k is closest. `exclude_self`: `test_x` is `train_x`, and a
+    row does not vote for itself.
     """
     from embedkit.search.index import knn
 
-    _, rows = knn(train_x, test_x, k, metric="cosine")
+    _, rows = knn(train_x, test_x, k, metric="cosine", exclude_self=exclude_self)
     votes = train_y[rows]  # (M, k), nearest first
     n_classes = int(train_y.max()) + 1
     counts = np.zeros((len(votes), n_classes), np.int64)
@@ -167,7 +176,8 @@ def probe_store(store_path: Path | str, train_group: str, test_group: str, *, kn
     with store.snapshot():
         train, test = store.read(train_group), store.read(test_group)
     try:
-        return linear_probe(train.embeddings, train.labels, test.embeddings, test.labels, knn_k=knn_k)
+        return linear_probe(train.embeddings, train.labels, test.embeddings, test.labels, knn_k=knn_k,
+                            test_is_train=train_group == test_group)
     except ConfigError as exc:
         raise ConfigError(f"{store_path}: {exc}") from None
 

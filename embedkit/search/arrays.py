@@ -2,12 +2,19 @@
 
 Distances are TRUE distances, recomputed from the vectors for the rows found:
 - metric "l2": Euclidean distance ||q - x|| (not squared);
-- metric "cosine": cosine distance 1 - cos(q, x) in [0, 2] (a zero vector has cosine 0 to everything).
-Rows are then sorted by that distance (ties by row), so float error in FAISS scores cannot misorder them.
+- metric "cosine": cosine distance 1 - cos(q, x) in [0, 2] (a zero vector has cosine 0 to everything, so
+  distance 1, on every index kind: HNSW and IVF hold unit rows plus a flag column that puts a zero row at
+  L2 distance sqrt(2), cosine distance 1, from every unit query).
+Exact searches (flat, the self-join) are exact on any float32 data, however far from the origin. Candidates are
+ranked in float32 by squared L2 on rows moved to their mean and scaled by a power of two (a `Frame`; cosine ranks
+flagged unit rows, half of whose squared L2 is the cosine distance), so a large common offset costs no precision
+(L2 is translation invariant); a margin of `MARGIN_ROWS` candidates beyond k is then re-ranked with
+distances computed directly in float64, and a query whose margin cannot be proven enough by a worst-case bound on
+the float32 rounding (`score_error`) is answered by a full scan of the rows that bound cannot rule out.
+Equal distances are ordered by row, on every path.
 
 Farthest search is exact and runs at nearest-search speed through an inner-product index:
-argmax_x ||q - x||^2 = argmax_x (|x|^2 - 2 q.x) = argmax_x <[q, 1], [-2x, |x|^2]>.
-For cosine, the farthest x maximises <-q, x> on unit vectors.
+argmax_x ||q - x||^2 = argmax_x (|x|^2 - 2 q.x) = argmax_x <[q, 1], [-2x, |x|^2]> (for either metric, in the frame).
 
 Every row against all the others (a self-join: `knn(x, x, k, exclude_self=True)`, `pairs`) needs no FAISS index:
 `embedkit.search.self_join` does it exactly with half the arithmetic of a flat search.
@@ -30,6 +37,8 @@ HNSW_EF_SEARCH = 128
 IVF_NPROBE = 32
 QUERY_BATCH_ROWS = 16384  # queries searched at a time: bounds memory and paces progress reports
 RECOMPUTE_ELEMENTS = 1 << 22  # floats gathered at a time to recompute true distances (16 MiB)
+MARGIN_ROWS = 2  # candidates beyond k that exact searches re-rank in float64 (more cost the self-join ~10% each)
+FLOAT32_UNIT = 2.0 ** -24  # unit roundoff of float32
 
 ProgressFn = Callable[[int, int], None]
 
@@ -75,10 +84,55 @@ def check_query(n_reference: int, dim_reference: int, queries: np.ndarray, k: in
 def prepare(x: np.ndarray, metric: str) -> np.ndarray:
     """float32, C-contiguous; unit rows for cosine (zero rows stay zero)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if metric == "cosine":
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        x = x / np.where(norms > 0, norms, 1).astype(np.float32)
+    if metric == "cosine":  # normalised in float64: unit rows correctly rounded to float32
+        norms = np.sqrt(np.einsum("nd,nd->n", x, x, dtype=np.float64))[:, None]
+        x = np.ascontiguousarray(x / np.where(norms > 0, norms, 1), dtype=np.float32)
     return x
+
+
+class Frame:
+    """Where exact searches rank candidates, by squared L2 in float32: rows minus their mean, times a power of two
+    (exact) that puts them within the unit ball. L2 ranks are translation and scale invariant, so an offset far
+    larger than the spread costs no float32 precision, and no score over- or underflows. Cosine rows are `flagged`
+    unit rows first: half their squared L2 is the cosine distance (1 from a zero row), and nearly parallel rows,
+    moved to their mean, are told apart as well as any others.
+    """
+
+    def __init__(self, reference: np.ndarray, metric: str):
+        self.metric = metric
+        self.half = 0.5 if metric == "cosine" else 1.0  # measure = half * squared L2 between framed rows / scale^2
+        base = flagged(reference) if metric == "cosine" else reference
+        if len(base) == 0:
+            self.mean, self.scale, self.radius = np.zeros(base.shape[1], np.float32), 1.0, 1.0
+            return
+        self.mean = base.mean(axis=0, dtype=np.float64).astype(np.float32)
+        with np.errstate(over="ignore"):  # rows near float32's limit (not from a store): scanned, in float64
+            centred = base - self.mean  # what __call__ computes, before its exact power-of-two scaling
+        longest = float(np.sqrt(np.einsum("nd,nd->n", centred, centred, dtype=np.float64).max()))
+        self.scale = float(2.0 ** -np.ceil(np.log2(longest))) if longest > 0 else 1.0
+        self.radius = longest * self.scale * (1 + 1e-6)  # no framed reference row is longer
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Prepared rows `x` (n, D) in the frame, float32 (n, D), or (n, D + 1) for cosine."""
+        base = flagged(x) if self.metric == "cosine" else x
+        with np.errstate(over="ignore"):  # a query far outside the frame: its bound is inf, so it is scanned
+            return np.ascontiguousarray((base - self.mean) * np.float32(self.scale), dtype=np.float32)
+
+    def measure(self, squared: np.ndarray) -> np.ndarray:
+        """Squared L2 between framed rows (float64) as the measure: squared L2 or cosine distance of the rows."""
+        return squared * (self.half / self.scale ** 2)
+
+
+def score_error(framed_queries: np.ndarray, radius: float) -> np.ndarray:
+    """(Q,) float64: a worst-case bound on the float32 rounding of any score (a squared distance) between a framed
+    query and a framed row no longer than `radius`, in the frame's units (see `Frame.measure`).
+
+    A score is a dot product of D + 2 terms plus two squared norms of D terms: about 2D + 4 roundings, each at
+    most FLOAT32_UNIT times (|q| + |x|)^2; 2D + 16 of them leave room for the centring's own roundings.
+    """
+    d = framed_queries.shape[1]
+    norms = np.sqrt(np.einsum("qd,qd->q", framed_queries, framed_queries, dtype=np.float64))
+    return (2 * d + 16) * FLOAT32_UNIT * (norms + radius) ** 2
 
 
 def index_name(kind: str, metric: str, farthest: bool) -> str:
@@ -87,23 +141,38 @@ def index_name(kind: str, metric: str, farthest: bool) -> str:
 
 
 def build_index(reference: np.ndarray, kind: str = "flat", metric: str = "l2", *, farthest: bool = False):
-    """A FAISS index over `reference` (N, D), already prepared for `metric` (see `prepare`)."""
+    """A FAISS index over `reference` (N, D), already prepared for `metric` (see `prepare`).
+
+    Flat indexes hold the rows in their `Frame`; HNSW and IVF cosine indexes hold `flagged` rows.
+    """
     faiss = load_faiss()
-    n, d = reference.shape
-    if kind == "flat" and farthest and metric == "l2":
-        augmented = np.hstack([-2.0 * reference, np.einsum("nd,nd->n", reference, reference)[:, None]])
-        index = faiss.IndexFlatIP(d + 1)
-        index.add(np.ascontiguousarray(augmented, dtype=np.float32))
+    if kind == "flat":  # squared L2 in the frame, for either metric
+        framed = Frame(reference, metric)(reference)
+        if farthest:
+            augmented = np.hstack([-2.0 * framed, np.einsum("nd,nd->n", framed, framed)[:, None]])
+            index = faiss.IndexFlatIP(framed.shape[1] + 1)
+            index.add(np.ascontiguousarray(augmented, dtype=np.float32))
+        else:
+            index = faiss.IndexFlatL2(framed.shape[1])
+            index.add(framed)
         return index
-    if kind == "flat":
-        index = faiss.IndexFlatIP(d) if metric == "cosine" else faiss.IndexFlatL2(d)
-    elif kind == "hnsw":  # cosine: L2 on unit vectors ranks like cosine
-        index = faiss.IndexHNSWFlat(d, HNSW_M)
+    rows = flagged(reference) if metric == "cosine" else reference  # cosine: L2 on unit rows ranks like cosine
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(rows.shape[1], HNSW_M)
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     else:
-        index = _ivf(reference)
-    index.add(reference)
+        index = _ivf(rows)
+    index.add(rows)
     return index
+
+
+def flagged(x: np.ndarray) -> np.ndarray:
+    """Prepared cosine rows (N, D) plus a column that is 1 on zero rows, 0 on unit rows (N, D + 1).
+
+    L2 between flagged rows ranks like cosine distance with flat's definition: a unit query q is at
+    |q - (0, 1)|^2 = 2 = 2 - 2 cos from a zero row, so cosine 0 (distance 1), as from an orthogonal row.
+    """
+    return np.ascontiguousarray(np.hstack([x, (~x.any(axis=1))[:, None].astype(np.float32)]))
 
 
 def _ivf(reference: np.ndarray):
@@ -132,14 +201,18 @@ def _configure(index, kind: str) -> None:
 def search_index(index, kind: str, reference: np.ndarray, queries: np.ndarray, k: int, *, farthest: bool = False,
                  metric: str = "l2", self_rows: np.ndarray | None = None,
                  on_progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Search prepared `queries` (Q, D) in `index` built over prepared `reference` (N, D).
+    """Search prepared `queries` (Q, D) in `index` built over prepared `reference` (N, D) by `build_index`.
 
-    `self_rows` (Q,): each query's own row in reference, never returned as its neighbour.
+    `self_rows` (Q,): each query's own row in reference, never returned as its neighbour. A flat index answers
+    exactly (k + MARGIN_ROWS candidates re-ranked in float64, see the module docstring).
     Returns (distances (Q, k) float32, rows (Q, k) int64), nearest first (farthest first with `farthest`).
     """
     if kind == "flat" and is_whole_self_join(self_rows, len(reference), len(queries)):
         return self_knn(reference, k, farthest=farthest, metric=metric, on_progress=on_progress)
     _configure(index, kind)
+    exact = kind == "flat"
+    frame = Frame(reference, metric) if exact else None
+    kk = min(len(reference), k + (self_rows is not None) + (MARGIN_ROWS if exact else 0))
     q_total = len(queries)
     distances = np.empty((q_total, k), np.float32)
     rows = np.empty((q_total, k), np.int64)
@@ -148,11 +221,19 @@ def search_index(index, kind: str, reference: np.ndarray, queries: np.ndarray, k
     for start in range(0, q_total, QUERY_BATCH_ROWS):
         stop = min(start + QUERY_BATCH_ROWS, q_total)
         own = None if self_rows is None else self_rows[start:stop]
-        found = _raw_search(index, kind, reference, queries[start:stop], k + (own is not None), farthest, metric)
+        batch = queries[start:stop]
+        searched = frame(batch) if exact else batch
+        scores, found = _raw_search(index, kind, reference, searched, kk, farthest, metric)
         if own is not None:
             found = _drop_self(found, own)
-        distances[start:stop], rows[start:stop] = _true_distances(reference, queries[start:stop], found, metric,
-                                                                  farthest)
+        if exact:
+            last = (_index_measure(scores[:, -1], searched, farthest, frame) if kk < len(reference)
+                    else np.full(len(batch), -np.inf if farthest else np.inf))
+            distances[start:stop], rows[start:stop] = _refine(reference, batch, found, last, k, metric, farthest,
+                                                              frame, searched, own)
+        else:
+            measure, found = _ranked(reference, batch, found, metric, farthest)
+            distances[start:stop], rows[start:stop] = _distances(measure[:, :k], metric), found[:, :k]
         if on_progress is not None:
             on_progress(stop, q_total)
     return distances, rows
@@ -169,23 +250,42 @@ def self_knn(reference: np.ndarray, k: int, *, farthest: bool = False, metric: s
     """Exact k nearest (farthest) other rows of every row of prepared `reference` (N, D), without an index.
 
     Returns (distances (N, k) float32, rows (N, k) int64), sorted like `search_index`. Half the arithmetic of a
-    flat search of the rows against themselves (see `embedkit.search.self_join`).
+    flat search of the rows against themselves (see `embedkit.search.self_join`), on the rows in their `Frame`.
     """
-    rows = self_join_rows(reference, k, farthest=farthest, metric=metric, on_progress=on_progress)
-    return _true_distances(reference, reference, rows, metric, farthest)
+    n = len(reference)
+    frame = Frame(reference, metric)
+    framed = frame(reference)
+    kk = min(k + MARGIN_ROWS, n - 1)
+    rows, worst = self_join_rows(framed, kk, farthest=farthest, metric="l2", on_progress=on_progress)
+    if kk < n - 1:  # self-join scores: squared distances in the frame, negated for farthest
+        last = frame.measure(-worst.astype(np.float64) if farthest else worst.astype(np.float64))
+    else:
+        last = np.full(n, -np.inf if farthest else np.inf)
+    return _refine(reference, reference, rows, last, k, metric, farthest, frame, framed, np.arange(n))
 
 
-def _raw_search(index, kind, reference, queries, kk, farthest, metric) -> np.ndarray:
-    if farthest and metric == "l2":
-        queries = np.hstack([queries, np.ones((len(queries), 1), np.float32)])
-    elif farthest:
-        queries = -queries
-    rows = index.search(np.ascontiguousarray(queries), kk)[1]
+def _raw_search(index, kind, reference, queries, kk, farthest, metric) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, rows) (Q, kk) from the index; `queries` are framed for a flat index, prepared otherwise."""
+    if farthest:  # flat only
+        searched = np.hstack([queries, np.ones((len(queries), 1), np.float32)])
+    elif metric == "cosine" and kind != "flat":
+        searched = np.hstack([queries, np.zeros((len(queries), 1), np.float32)])
+    else:
+        searched = queries
+    scores, rows = index.search(np.ascontiguousarray(searched, dtype=np.float32), kk)
     missing = (rows < 0).any(axis=1)
     if missing.any():  # an approximate index found too few: answer those queries exactly
         exact = build_index(reference, "flat", metric)
-        rows[missing] = exact.search(np.ascontiguousarray(queries[missing]), kk)[1]
-    return rows
+        rows[missing] = exact.search(Frame(reference, metric)(queries[missing]), kk)[1]
+    return scores, rows
+
+
+def _index_measure(scores: np.ndarray, framed: np.ndarray, farthest: bool, frame: Frame) -> np.ndarray:
+    """A flat index's float32 scores (Q,) as approximate measures (squared L2 or cosine distance), float64."""
+    scores = scores.astype(np.float64)
+    if farthest:  # <[q, 1], [-2x, |x|^2]> = |q - x|^2 - |q|^2
+        scores = scores + np.einsum("qd,qd->q", framed, framed, dtype=np.float64)
+    return frame.measure(scores)
 
 
 def _drop_self(rows: np.ndarray, self_rows: np.ndarray) -> np.ndarray:
@@ -195,19 +295,82 @@ def _drop_self(rows: np.ndarray, self_rows: np.ndarray) -> np.ndarray:
     return rows[~is_self].reshape(len(rows), -1)
 
 
-def _true_distances(reference, queries, rows, metric, farthest) -> tuple[np.ndarray, np.ndarray]:
-    """Exact distances for the rows found, sorted (ties by row) so float error in FAISS scores cannot reorder."""
-    dist = np.empty(rows.shape, np.float32)
-    step = max(1, RECOMPUTE_ELEMENTS // (rows.shape[1] * reference.shape[1]))  # bounds the (q, k, D) gather
+def _exact_measures(reference: np.ndarray, queries: np.ndarray, rows: np.ndarray, metric: str) -> np.ndarray:
+    """(Q, m) float64 squared L2 (or cosine) distances of `queries` (Q, D) to their `rows` (Q, m), from
+    differences taken in float64: exact for float32 inputs, whatever their offset."""
+    out = np.empty(rows.shape, np.float64)
+    step = max(1, RECOMPUTE_ELEMENTS // max(1, rows.shape[1] * reference.shape[1]))  # bounds the (q, m, D) gather
     for start in range(0, len(rows), step):
-        found, q = reference[rows[start : start + step]], queries[start : start + step, None, :]  # (q, k, D)
-        if metric == "l2":
-            diff = found - q
-            dist[start : start + step] = np.sqrt(np.einsum("qkd,qkd->qk", diff, diff))
-        else:
-            dist[start : start + step] = np.clip(1.0 - np.einsum("qkd,qkd->qk", found, q), 0.0, 2.0)
-    order = np.lexsort((rows, -dist if farthest else dist), axis=-1)
-    return np.take_along_axis(dist, order, 1), np.take_along_axis(rows, order, 1)
+        found = reference[rows[start : start + step]].astype(np.float64)  # (q, m, D)
+        q = queries[start : start + step, None, :].astype(np.float64)
+        diff = found - q
+        measure = np.einsum("qkd,qkd->qk", diff, diff)
+        if metric == "cosine":  # unit rows: 1 - cos = |x - q|^2 / 2; a zero row has cosine 0
+            zero = ~found.any(axis=2) | ~q.any(axis=2)
+            measure = np.where(zero, 1.0, np.clip(measure / 2, 0.0, 2.0))
+        out[start : start + step] = measure
+    return out
+
+
+def _refine(reference, queries, rows, last, k, metric, farthest, frame, framed, self_rows):
+    """The exact k best of candidate `rows` (Q, m), ordered by exact distance then row.
+
+    `last` (Q,) is the approximate measure of the best row that is NOT a candidate (inf, -inf farthest, if every
+    row is one). A query whose k-th exact measure is not beaten by `last` beyond `score_error` could have missed
+    a row, so it is answered by `_scan`.
+    """
+    measure, rows = (a[:, :k] for a in _ranked(reference, queries, rows, metric, farthest))
+    error = frame.measure(score_error(framed, frame.radius))
+    kth = measure[:, -1]
+    proven = last + error < kth if farthest else last - error > kth
+    if metric == "cosine":  # a zero query is at cosine distance 1 from every row: the first rows, by the tie rule
+        for q in np.flatnonzero(~queries.any(axis=1)):
+            rows[q] = [r for r in range(k + 1) if self_rows is None or r != self_rows[q]][:k]
+            measure[q], proven[q] = 1.0, True
+    unproven = np.flatnonzero(~proven)
+    if len(unproven):
+        own = None if self_rows is None else np.asarray(self_rows)[unproven]
+        rows[unproven] = _scan(reference, frame, queries[unproven], framed[unproven], kth[unproven], error[unproven],
+                               k, metric, farthest, own)
+        measure[unproven] = _exact_measures(reference, queries[unproven], rows[unproven], metric)
+    return _distances(measure, metric), rows
+
+
+def _ranked(reference, queries, rows, metric, farthest) -> tuple[np.ndarray, np.ndarray]:
+    """Exact measures of `queries` to their `rows` (Q, m) and those rows, best first, equal measures by row."""
+    measure = _exact_measures(reference, queries, rows, metric)
+    order = np.lexsort((rows, -measure if farthest else measure), axis=-1)
+    return np.take_along_axis(measure, order, 1), np.take_along_axis(rows, order, 1)
+
+
+def _distances(measure: np.ndarray, metric: str) -> np.ndarray:
+    """Measures (squared L2 or cosine distance) as the distances returned: float32 L2 or cosine distance."""
+    return (np.sqrt(measure) if metric == "l2" else measure).astype(np.float32)
+
+
+def _scan(reference, frame, queries, framed, kth, error, k, metric, farthest, self_rows) -> np.ndarray:
+    """Rows (Q, k) of the exact k best for each query, from every row whose float32 score, within `error`, could
+    be as good as `kth` (the exact k-th measure of k rows already found, so the true k best are among them)."""
+    out = np.empty((len(queries), k), np.int64)
+    framed_reference = frame(reference)
+    ref_norms = np.einsum("nd,nd->n", framed_reference, framed_reference)
+    step = max(1, RECOMPUTE_ELEMENTS // len(reference))
+    for start in range(0, len(queries), step):
+        q = framed[start : start + step]
+        with np.errstate(over="ignore", invalid="ignore"):
+            dots = (q @ framed_reference.T).astype(np.float64)
+            approx = frame.measure(np.einsum("qd,qd->q", q, q)[:, None] + ref_norms[None, :] - 2 * dots)
+            bound = error[start : start + step, None]
+            beaten = approx + bound < kth[start : start + step, None] if farthest else \
+                approx - bound > kth[start : start + step, None]
+        for i in range(len(q)):
+            keep = ~beaten[i]
+            if self_rows is not None:
+                keep[self_rows[start + i]] = False
+            candidates = np.flatnonzero(keep)
+            out[start + i] = _ranked(reference, queries[start + i : start + i + 1], candidates[None, :], metric,
+                                     farthest)[1][0, :k]
+    return out
 
 
 def knn(reference: np.ndarray, queries: np.ndarray, k: int, *, farthest: bool = False, exclude_self: bool = False,

@@ -70,7 +70,7 @@ def load_or_build_index(store_path: Path, group: str, content_id: str, reference
     if path.exists():
         with contextlib.suppress(RuntimeError):
             index = load_faiss().read_index(str(path))
-            if index.ntotal == len(reference) and index.d == reference.shape[1]:
+            if index.ntotal == len(reference) and index.d == reference.shape[1] + (metric == "cosine"):  # flagged
                 return index, "loaded"
     index = build_index(reference, kind, metric, farthest=farthest)
     try:

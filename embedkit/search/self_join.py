@@ -10,8 +10,9 @@ Scores (smaller is better), from one matrix product of augmented rows (no extra 
 - cosine nearest: -x_i.x_j on unit rows; farthest (either metric): the negated score.
 Each row keeps its k best (score, row) so far; a block only touches the entries at or below that row's current
 k-th score (a NumPy comparison and `flatnonzero`), and a worker thread computes the next block's product while
-this one is searched. Scores rank candidates only: callers recompute true distances for the rows found (see
-`embedkit.search.arrays`). 50,000 x 128, k = 3 on 2 cores: about 7 s, against about 10 s for a flat FAISS search.
+this one is searched. Scores rank candidates only: callers pass rows in a frame (centred, scaled) and re-rank a
+margin of candidates from exact differences (see `embedkit.search.arrays`). 50,000 x 128, k = 3 on 2 cores: about 7 s,
+against about 10 s for a flat FAISS search.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ BLOCK_ROWS = 2048  # block side: a (2048, 2048) float32 score block is 16 MiB; t
 
 def self_join_rows(reference: np.ndarray, k: int, *, farthest: bool = False, metric: str = "l2",
                    block_rows: int = BLOCK_ROWS,
-                   on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Rows (N, k) int64 of the k nearest (farthest) other rows of each row of `reference` (N, D), unordered.
+                   on_progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (N, k) int64 of the k nearest (farthest) other rows of each row of `reference` (N, D), unordered,
+    and each row's worst score among them (N,) float32: no other row scored better in float32.
 
     `reference` is already prepared for `metric` (float32; unit rows for cosine) and needs N >= k + 1.
     Two threads: a worker computes the next score block (single-threaded BLAS) while this thread selects from
@@ -65,7 +67,7 @@ def self_join_rows(reference: np.ndarray, k: int, *, farthest: bool = False, met
                 state.update(block, window, rows_j, rows_i, axis=0)
             if on_progress is not None:
                 on_progress(n * (t + 1) // len(pairs), n)
-    return state.rows
+    return state.rows, state.kth
 
 
 def _augmented(x: np.ndarray, metric: str, *, right: bool, farthest: bool) -> np.ndarray:

@@ -147,12 +147,26 @@ def _checked_layout(where: str, g, name: str) -> GroupInfo:
     return GroupInfo(name, int(emb.shape[0]), int(emb.shape[1]), read_attrs(g.attrs))
 
 
+MAX_ROW_NORM = float(np.sqrt(np.finfo(np.float32).max) / 2)  # about 9.2e18
+
+
 def check_finite(where: str, emb: np.ndarray, first_row: int, *, rows: np.ndarray | None = None) -> None:
-    """StoreError naming the first row holding NaN or inf; the rows are `first_row`, ... or the given `rows`."""
-    if emb.size and not np.isfinite(emb).all():
+    """StoreError naming the first row holding NaN or inf, or longer than MAX_ROW_NORM (two such rows can be
+    2 * MAX_ROW_NORM apart, a squared distance float32 cannot hold); the rows are `first_row`, ... or `rows`."""
+    if not emb.size:
+        return
+    if not np.isfinite(emb).all():
         at = int(np.flatnonzero(~np.isfinite(emb).all(axis=1))[0])
         row = first_row + at if rows is None else int(rows[at])
         raise StoreError(f"{where}: embeddings row {row} contains NaN or inf")
+    peak = np.abs(emb).max(axis=1)
+    suspect = np.flatnonzero(peak * np.sqrt(emb.shape[1]) > MAX_ROW_NORM)  # a row's norm <= sqrt(D) * its peak
+    norms = np.linalg.norm(emb[suspect].astype(np.float64), axis=1)
+    if (norms > MAX_ROW_NORM).any():
+        at = int(np.argmax(norms > MAX_ROW_NORM))
+        row = first_row + int(suspect[at]) if rows is None else int(rows[suspect[at]])
+        raise StoreError(f"{where}: embeddings row {row} has norm {norms[at]:.3g}, beyond {MAX_ROW_NORM:.3g}: its "
+                         f"squared distances overflow float32, so it cannot be searched (rescale the embeddings)")
 
 
 def check_unique(where: str, ids: np.ndarray) -> None:
