@@ -9,16 +9,19 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from embedkit.atomic import no_space, no_space_error
 from embedkit.errors import StoreError
 
 SCHEMA_VERSION = 1
 RESERVED_ATTRS = ("schema_version", "content_id", "embedkit_version")
+CONTENT_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # What h5py raises on a damaged file: HDF5's error classes map to OSError, RuntimeError, KeyError or ValueError
 # (e.g. "Object visitation failed" is a RuntimeError, "bad version number for datatype message" a KeyError).
 H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError)
@@ -54,12 +57,17 @@ def reason(exc: BaseException) -> str:
 
 @contextlib.contextmanager
 def h5_errors(where: str | Path, problem: str = "damaged HDF5 data") -> Iterator[None]:
-    """Turn h5py's errors on a damaged (or unwritable) file into one StoreError line: '<where>: <problem> (<why>)'."""
+    """Turn h5py's errors on a damaged (or unwritable) file into one StoreError line: '<where>: <problem> (<why>)'.
+
+    A full disk is said as such (HDF5 reports it in many guises), never mistaken for damage.
+    """
     try:
         yield
     except StoreError:
         raise
     except H5_ERRORS as exc:
+        if no_space(exc):
+            raise no_space_error(where) from None
         raise StoreError(f"{where}: {problem} ({reason(exc)})") from None
 
 
@@ -126,6 +134,7 @@ def _checked_layout(where: str, g, name: str) -> GroupInfo:
     if version is None or "content_id" not in g.attrs:
         raise StoreError(f"{where}: incomplete group (no schema_version or content_id attribute)")
     check_version(where, version)
+    check_content_id(where, g.attrs["content_id"])
     for key in ("embeddings", "labels", "ids"):
         if key not in g:  # the link only: g.get() would also answer None for a damaged dataset
             raise StoreError(f"{where}: missing dataset '{key}'")
@@ -143,6 +152,15 @@ def _checked_layout(where: str, g, name: str) -> GroupInfo:
         if ds.shape[0] != emb.shape[0]:
             raise StoreError(f"{where}: {key} has {ds.shape[0]} rows but embeddings has {emb.shape[0]}")
     return GroupInfo(name, int(emb.shape[0]), int(emb.shape[1]), read_attrs(g.attrs))
+
+
+def check_content_id(where: str, content_id: Any) -> None:
+    """A content id is a short token of letters, digits, '-' and '_' (embedkit writes 32 hex digits): it names
+    index files, so one holding '/' or '..' is refused as damaged or hostile, never used in a path."""
+    text = content_id.decode(errors="replace") if isinstance(content_id, bytes) else content_id
+    if not isinstance(text, str) or not CONTENT_ID.fullmatch(text):
+        raise StoreError(f"{where}: content_id {text!r} is not a valid id (letters, digits, '-' and '_' only; "
+                         "damaged or hostile file)")
 
 
 def check_finite(where: str, emb: np.ndarray, first_row: int, *, rows: np.ndarray | None = None) -> None:

@@ -57,18 +57,19 @@ class StoreTransaction:
         self.store, self.groups, self.overwrite = store, tuple(groups), overwrite
         self._writers: dict[str, GroupWriter] = {}
         self._lock_fd: int | None = None
+        self._target = store.path
         self._tmp: Path | None = None
         self._h5 = None
         self._ctrl_c = DeferredCtrlC()
 
     def __enter__(self) -> "StoreTransaction":
-        path = self.store.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = atomic.acquire_lock(path, self.store.lock_timeout_s)
+        self._target = atomic.real_target(self.store.path)  # through a symbolic link: its target is rewritten
+        self._target.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = atomic.acquire_lock(self._target, self.store.lock_timeout_s)
         try:
             self._ctrl_c.install()
-            atomic.remove_crashed_temps(path)
-            self._tmp = atomic.temp_path(path)
+            atomic.remove_crashed_temps(self._target)
+            self._tmp = atomic.temp_path(self._target)
             self._h5 = new_copy(self.store, self._tmp, self.groups, self.overwrite)
             self._ctrl_c.check()
         except BaseException:
@@ -104,7 +105,8 @@ class StoreTransaction:
             with h5_errors(str(self.store.path), "cannot write"):
                 self._h5.close()
             self._h5 = None
-            atomic.commit(self._tmp, self.store.path)
+            with h5_errors(str(self.store.path), "cannot write"):
+                atomic.commit(self._tmp, self._target)
             self._tmp = None
         except BaseException:
             self._abort()
@@ -236,9 +238,10 @@ class DeferredCtrlC:
 
 
 def new_copy(store, tmp: Path, groups: tuple[str, ...], overwrite: bool):
-    """A new HDF5 file at `tmp` holding every group of the store except `groups`, opened for writing.
+    """A new HDF5 file at `tmp` holding everything the store holds except `groups`, opened for writing.
 
-    StoreError (and nothing written) if the store or one of the groups to copy is damaged.
+    Content put there by other tools (root attributes, datasets, groups) is carried over as it is. StoreError (and
+    nothing written) if the store or one of the groups to copy is damaged.
     """
     import h5py
 
@@ -250,14 +253,13 @@ def new_copy(store, tmp: Path, groups: tuple[str, ...], overwrite: bool):
         with h5_errors(store.path):
             created = read_attrs(old.attrs).get("created", now()) if old is not None else now()
         with h5_errors(store.path, f"cannot create the new copy {tmp.name} beside it"):
-            new = h5py.File(tmp, "w", locking=False, libver=LIBVER)
+            new = h5py.File(tmp, "w", locking=False, libver=LIBVER, rdcc_nbytes=0)
         try:
             with h5_errors(store.path, "cannot write the new copy"):
                 write_attrs(str(store.path), new.attrs, {"created": created, "embedkit_version": version(),
                                                          "schema_version": SCHEMA_VERSION}, reserved=True)
-            for other in existing:
-                if other not in groups:
-                    _copy_group(store.path, old, new, other)
+            if old is not None:
+                _copy_tree(store.path, old, new, "", existing, groups)
         except BaseException:
             with contextlib.suppress(*H5_ERRORS):
                 new.close()
@@ -273,6 +275,44 @@ def _check_new_names(path: Path, groups: tuple[str, ...], existing: list[str], o
         for other in [*existing, *groups]:
             if other != group and (other.startswith(group + "/") or group.startswith(other + "/")):
                 raise StoreError(f"{path}: group '{group}' would nest with group '{other}'")
+
+
+def _copy_tree(path: Path, old, new, prefix: str, existing: list[str], groups: tuple[str, ...]) -> None:
+    """Copy the attributes of group `prefix` and its members: embedkit groups checked (`_copy_group`), except the
+    `groups` being written; folders above groups walked; any other object (another tool's) copied as it is."""
+    import h5py
+
+    where = f"{path}: object '{prefix[:-1]}'" if prefix else str(path)
+    with h5_errors(where, "damaged, cannot be copied"):
+        source, target = (old[prefix], new[prefix]) if prefix else (old, new)
+        for key in source.attrs:  # the reserved root attributes are written after this copy
+            if not (prefix == "" and key in ("schema_version", "embedkit_version", "created")):
+                target.attrs.create(key, source.attrs[key], dtype=source.attrs.get_id(key).dtype)
+        keys = list(source)
+    for key in keys:
+        name = prefix + key
+        if name in existing:
+            if name not in groups:
+                _copy_group(path, old, new, name)
+        elif any(g.startswith(name + "/") for g in (*existing, *groups)):
+            with h5_errors(f"{path}: object '{name}'", "damaged, cannot be copied"):
+                is_group = isinstance(old[name], h5py.Group)
+                if is_group:
+                    new.require_group(name)
+            if not is_group:
+                raise StoreError(f"{path}: '{name}' is another tool's dataset, not a folder of groups; writing "
+                                 f"group '{next(g for g in groups if g.startswith(name + '/'))}' would replace it")
+            _copy_tree(path, old, new, name + "/", existing, groups)
+        elif name in groups:
+            raise StoreError(f"{path}: '{name}' holds another tool's data, not an embedkit group; writing group "
+                             f"'{name}' would replace it (choose another group name)")
+        else:
+            with h5_errors(f"{path}: object '{name}'", "damaged, cannot be copied"):
+                link = source.get(key, getlink=True)
+                if isinstance(link, h5py.HardLink):
+                    old.copy(old[name], target, name=key)
+                else:  # a soft or external link is carried over as a link
+                    target[key] = link
 
 
 def _copy_group(path: Path, old, new, name: str) -> None:
