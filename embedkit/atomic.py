@@ -126,7 +126,7 @@ def check_regular_file(path: Path | str, what: str = "input") -> None:
         if stat.S_ISDIR(mode):
             raise ConfigError(f"{path}: is a folder, not a file ({what})")
         if not stat.S_ISREG(mode):
-            raise ConfigError(f"{path}: not a regular file (a pipe, socket or device); give the {what} as a file")
+            raise ConfigError(f"{path}: is a pipe, socket or device, not a regular file (the {what} must be a file)")
 
 
 def same_file(a: Path | str, b: Path | str) -> bool:

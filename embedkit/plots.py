@@ -17,15 +17,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from embedkit.atomic import atomic_path, check_output  # noqa: E402
+
 DPI = 100
 
 
 def _save(fig, out_path: Path | str) -> Path:
-    """Write `fig` as PNG at `DPI` (parents created), close it, return the path."""
+    """Write `fig` as PNG at `DPI` (parents created, atomically), close it, return the path.
+
+    An existing file there that is not a PNG (a store, a log) is refused, never replaced.
+    """
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fig.savefig(out_path, dpi=DPI, format="png")
+        check_output(out_path, "png")
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out_path) as tmp:
+            fig.savefig(tmp, dpi=DPI, format="png")
     finally:
         plt.close(fig)
     return out_path

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -16,11 +17,13 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from embedkit.atomic import no_space, no_space_error
+from embedkit.atomic import check_regular_file, no_space, no_space_error
 from embedkit.errors import StoreError
 
 SCHEMA_VERSION = 1
 RESERVED_ATTRS = ("schema_version", "content_id", "embedkit_version")
+MAX_COMPRESSION = 1100  # deflate, the best common HDF5 filter, cannot shrink data more than about 1032 times
+UNCOMPRESSING_FILTERS = (2, 3)  # H5Z_FILTER_SHUFFLE, H5Z_FILTER_FLETCHER32: same number of bytes out as in
 CONTENT_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # What h5py raises on a damaged file: HDF5's error classes map to OSError, RuntimeError, KeyError or ValueError
 # (e.g. "Object visitation failed" is a RuntimeError, "bad version number for datatype message" a KeyError).
@@ -40,6 +43,7 @@ class GroupInfo:
 def open_h5(path: Path):
     import h5py
 
+    check_regular_file(path, "store")  # a FIFO or a device would block or never end
     if not os.access(path, os.R_OK):
         raise StoreError(f"{path}: permission denied (cannot read the store)")
     if path.stat().st_size == 0:
@@ -151,7 +155,24 @@ def _checked_layout(where: str, g, name: str) -> GroupInfo:
             raise StoreError(f"{where}: {key} must be (N,) int64, got {ds.shape} {ds.dtype}")
         if ds.shape[0] != emb.shape[0]:
             raise StoreError(f"{where}: {key} has {ds.shape[0]} rows but embeddings has {emb.shape[0]}")
+    for key in ("embeddings", "labels", "ids"):
+        check_declared_size(where, key, g[key])
     return GroupInfo(name, int(emb.shape[0]), int(emb.shape[1]), read_attrs(g.attrs))
+
+
+def check_declared_size(where: str, key: str, dataset) -> None:
+    """StoreError if the dataset declares more bytes than its file could hold (a hostile or damaged header).
+
+    Stored as is, the data cannot be larger than the file; compressed, not more than MAX_COMPRESSION times it. So
+    a 12 KB file declaring 10^12 rows fails here, in one line, before anything is allocated or iterated.
+    """
+    declared = math.prod(dataset.shape) * dataset.dtype.itemsize
+    file_bytes = dataset.file.id.get_filesize()
+    plist = dataset.id.get_create_plist()
+    compressed = any(plist.get_filter(i)[0] not in UNCOMPRESSING_FILTERS for i in range(plist.get_nfilters()))
+    if declared > file_bytes * (MAX_COMPRESSION if compressed else 1):
+        raise StoreError(f"{where}: dataset '{key}' declares shape {dataset.shape} ({declared:,} bytes), more than "
+                         f"the {file_bytes:,}-byte file can hold (damaged or hostile file)")
 
 
 def check_content_id(where: str, content_id: Any) -> None:
