@@ -83,6 +83,8 @@ def load_or_build_index(store_path: Path, group: str, content_id: str, reference
         _save_index(index, path)
     except OSError as exc:
         return index, f"built (not saved: {exc.strerror or exc})"
+    except StoreError:  # a full disk: the search still stands
+        return index, "built (not saved: no space left)"
     return index, "built"
 
 

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from embedkit.atomic import atomic_path, check_output  # noqa: E402
+from embedkit.errors import ConfigError  # noqa: E402
 
 DPI = 100
 
@@ -36,6 +37,20 @@ def _save(fig, out_path: Path | str) -> Path:
     finally:
         plt.close(fig)
     return out_path
+
+
+def check_figures_out(folder: Path | str, names: Sequence[str]) -> Path:
+    """Check, before any work, that the figures `names` may be written into `folder`; returns it.
+
+    ConfigError if `folder` is an existing file (a store given as --out) or a figure's name holds a file that is
+    not a PNG, so a command fails before it computes, encodes or writes anything.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder}: exists and is not a folder (--out takes a folder for the figures)")
+    for name in names:
+        check_output(folder / name, "png")
+    return folder
 
 
 # ---------------------------------------------------------------- evaluations: maps, clusters, ROC, image grids

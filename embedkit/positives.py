@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from embedkit.augment import ViewConfig, make_views, normalize_batch, to_unit_float
 from embedkit.errors import ConfigError
+from embedkit.store_schema import check_declared_size
 
 
 def read_neighbour_table(path: Path | str, n_images: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,6 +37,8 @@ def read_neighbour_table(path: Path | str, n_images: int) -> tuple[np.ndarray, n
             missing = [name for name in ("ids", "neighbor_ids") if name not in h5]
             if missing:
                 raise ConfigError(f"{path}: not a pairs file (no dataset {missing[0]!r})")
+            for name in ("ids", "neighbor_ids"):  # a hostile header must not make us allocate terabytes
+                check_declared_size(str(path), name, h5[name])
             ids, neighbours = np.asarray(h5["ids"][:], np.int64), np.asarray(h5["neighbor_ids"][:], np.int64)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the pairs file ({exc})") from None

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import shutil
 from pathlib import Path
+
+from embedkit.atomic import atomic_path
 
 # Linear-probe accuracy of the reference report this project follows (ResNet-18, CIFAR-10).
 REFERENCE_PROBE = {
@@ -118,6 +119,5 @@ def write_report(out_dir: Path, results: dict, figures: dict[str, list[Path]]) -
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

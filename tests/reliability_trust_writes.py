@@ -52,6 +52,8 @@ CASES: list[Case] = [
       "{w_taken_figs}", names="map-toy-train-pca.png"),
     C("cluster-figure-name-holds-a-store", "cluster", "{store}", "-g", "toy/train", "-k", "3", "--map", "pca",
       "--out", "{w_taken_figs}", names="clusters-toy-train-k3.png"),
+    C("anomaly-figure-name-holds-a-store", "anomaly", "{store}", "--reference", "toy/train", "--normal", "toy/test",
+      "--ood", "toy/ood", "-k", "2", "--out", "{w_taken_figs}", names="roc.png"),
     C("train-latent-out-hard-link-to-source", "train", "--latent", "--source-store", "{cifar_store}", "--out",
       "{w_cifar_hardlink}", names="cifar-hardlink.h5"),
     C("add-group-over-foreign-dataset", "add", "{w_foreign_extra}", "-g", "notes", "--embeddings", "{npy_x}",
@@ -91,7 +93,7 @@ def world_files(root: Path, rng: np.random.Generator, paths: dict[str, str]) -> 
     shutil.copy(store, files["w:hdf5-json"])
     files["w:png-npz"].write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
     files["w:taken-figs"].mkdir()
-    for name in ("map-toy-train-pca.png", "clusters-toy-train-k3.png"):
+    for name in ("map-toy-train-pca.png", "clusters-toy-train-k3.png", "roc.png"):
         shutil.copy(store, files["w:taken-figs"] / name)
     shutil.copy(store, files["w:foreign-extra"])
     with h5py.File(files["w:foreign-extra"], "r+") as h5:

@@ -34,7 +34,7 @@ def _store(path: Path, rng: np.random.Generator, rows: int = 30, dim: int = 4) -
 def _embedkit(*args: str, preexec_fn=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1", "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=120, preexec_fn=preexec_fn)
+                          env=env, timeout=120, preexec_fn=preexec_fn, check=False)
 
 
 # ---------------------------------------------------------------- modes and links
@@ -151,12 +151,12 @@ def test_a_group_is_never_written_over_another_tools_dataset(tmp_path, rng):
 def _small_tmpfs(folder: Path, size: str = "2m"):
     folder.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                      capture_output=True).returncode != 0:
+                      capture_output=True, check=False).returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root); the file size limit variant covers disk full")
     try:
         yield folder
     finally:
-        subprocess.run(["umount", str(folder)], capture_output=True)
+        subprocess.run(["umount", str(folder)], capture_output=True, check=False)
 
 
 def _file_size_limit(limit_bytes: int):
