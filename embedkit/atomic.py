@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from embedkit.errors import ConfigError, StoreError
+from embedkit.errors import ConfigError, DiskFullError, StoreError
 
 NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota full, file size limit
 
@@ -108,8 +108,8 @@ def no_space(exc: BaseException) -> bool:
     return any(f"errno = {number}," in text for number in NO_SPACE_ERRNOS) or "No space left" in text
 
 
-def no_space_error(path: Path | str) -> StoreError:
-    return StoreError(f"{path}: no space left on the device (or over the file size limit); the file is unchanged "
+def no_space_error(path: Path | str) -> DiskFullError:
+    return DiskFullError(f"{path}: no space left on the device (or over the file size limit); the file is unchanged "
                       "and nothing half-written was kept")
 
 

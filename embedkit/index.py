@@ -17,7 +17,7 @@ from urllib.parse import quote, unquote
 import numpy as np
 
 from embedkit.atomic import atomic_path, check_output
-from embedkit.errors import ConfigError, SearchError, StoreError
+from embedkit.errors import ConfigError, DiskFullError, SearchError, StoreError
 from embedkit.search import (
     ProgressFn,
     build_index,
@@ -83,7 +83,7 @@ def load_or_build_index(store_path: Path, group: str, content_id: str, reference
         _save_index(index, path)
     except OSError as exc:
         return index, f"built (not saved: {exc.strerror or exc})"
-    except StoreError:  # a full disk: the search still stands
+    except DiskFullError:  # the search still stands
         return index, "built (not saved: no space left)"
     return index, "built"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from embedkit import atomic
-from embedkit.errors import StoreError
+from embedkit.errors import DiskFullError, StoreError
 from embedkit.store_io import check_intact
 from embedkit.store_schema import (
     H5_ERRORS,
@@ -328,6 +328,8 @@ def _copy_group(path: Path, old, new, name: str) -> None:
             parent, _, leaf = name.rpartition("/")
             old.copy(old[name], new.require_group(parent) if parent else new, name=leaf)
         check_intact(where, new, name)
+    except DiskFullError:
+        raise
     except StoreError as exc:
         raise StoreError(f"{exc}; the store is unchanged: rewrite group '{name}' (--overwrite) or write to a new "
                          "store") from None

@@ -200,12 +200,14 @@ def test_results_on_a_full_tmpfs_are_one_line_and_leave_nothing(tmp_path, rng, o
 
 
 @pytest.mark.slow
-def test_add_over_the_file_size_limit_is_one_line_and_keeps_the_old_store(tmp_path, rng):
+@pytest.mark.parametrize("room", ["while copying the old groups", "while writing the new group"])
+def test_add_over_the_file_size_limit_is_one_line_and_keeps_the_old_store(tmp_path, rng, room):
     store = _store(tmp_path / "s.h5", rng, rows=2000, dim=100)
     before = store.read_bytes()
     np.save(tmp_path / "big.npy", rng.normal(size=(3000, 100)).astype(np.float32))
+    limit = len(before) // 2 if room.startswith("while copying") else len(before) + 200_000
     result = _embedkit("add", store, "-g", "m/big", "--embeddings", tmp_path / "big.npy",
-                       preexec_fn=_file_size_limit(len(before) + 200_000))
+                       preexec_fn=_file_size_limit(limit))
     _assert_no_space(result, store)
     assert store.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.npy", "s.h5", "s.h5.lock"]
