@@ -79,11 +79,13 @@ def leaf_groups(path: Path, h5) -> list[str]:
     """Groups holding embeddings (or claiming to, through a schema_version attribute), sorted.
 
     Walks the groups without opening any group's datasets, so a damaged dataset is reported by whoever reads
-    that group (naming it), and the other groups stay readable.
+    that group (naming it), and the other groups stay readable. Only hard links are followed, each group once:
+    a soft or external link (embedkit writes none) can lead to another file or round in a cycle.
     """
     import h5py
 
     names: list[str] = []
+    seen = {h5["/"].id}
 
     def walk(group, prefix: str) -> None:
         with h5_errors(f"{path}: object '{prefix[:-1]}'" if prefix else path):
@@ -91,8 +93,11 @@ def leaf_groups(path: Path, h5) -> list[str]:
         for key in keys:
             name = prefix + (key if isinstance(key, str) else key.decode(errors="replace"))  # bytes: not UTF-8
             with h5_errors(f"{path}: object '{name}'"):
+                if isinstance(key, str) and not isinstance(group.get(key, getlink=True), h5py.HardLink):
+                    continue
                 obj = group[key]
-                is_group = isinstance(obj, h5py.Group)
+                is_group = isinstance(obj, h5py.Group) and obj.id not in seen
+                seen.add(obj.id)
                 is_leaf = is_group and ("embeddings" in obj or "schema_version" in obj.attrs)
             if is_leaf:
                 names.append(name)

@@ -259,7 +259,7 @@ def new_copy(store, tmp: Path, groups: tuple[str, ...], overwrite: bool):
                 write_attrs(str(store.path), new.attrs, {"created": created, "embedkit_version": version(),
                                                          "schema_version": SCHEMA_VERSION}, reserved=True)
             if old is not None:
-                _copy_tree(store.path, old, new, "", existing, groups)
+                _copy_tree(store.path, old, new, "", existing, groups, {old["/"].id: "/"})
         except BaseException:
             with contextlib.suppress(*H5_ERRORS):
                 new.close()
@@ -277,9 +277,14 @@ def _check_new_names(path: Path, groups: tuple[str, ...], existing: list[str], o
                 raise StoreError(f"{path}: group '{group}' would nest with group '{other}'")
 
 
-def _copy_tree(path: Path, old, new, prefix: str, existing: list[str], groups: tuple[str, ...]) -> None:
+def _copy_tree(path: Path, old, new, prefix: str, existing: list[str], groups: tuple[str, ...],
+               copied: dict) -> None:
     """Copy the attributes of group `prefix` and its members: embedkit groups checked (`_copy_group`), except the
-    `groups` being written; folders above groups walked; any other object (another tool's) copied as it is."""
+    `groups` being written; folders above groups walked; any other object (another tool's) copied as it is.
+
+    `copied` maps each old object copied to its new path, so a second hard link to one becomes a link again
+    (not a copy: a link to the root would otherwise copy the whole store into itself).
+    """
     import h5py
 
     where = f"{path}: object '{prefix[:-1]}'" if prefix else str(path)
@@ -294,25 +299,37 @@ def _copy_tree(path: Path, old, new, prefix: str, existing: list[str], groups: t
         if name in existing:
             if name not in groups:
                 _copy_group(path, old, new, name)
+                copied[old[name].id] = name
         elif any(g.startswith(name + "/") for g in (*existing, *groups)):
             with h5_errors(f"{path}: object '{name}'", "damaged, cannot be copied"):
                 is_group = isinstance(old[name], h5py.Group)
                 if is_group:
                     new.require_group(name)
+                    copied[old[name].id] = name
             if not is_group:
                 raise StoreError(f"{path}: '{name}' is another tool's dataset, not a folder of groups; writing "
                                  f"group '{next(g for g in groups if g.startswith(name + '/'))}' would replace it")
-            _copy_tree(path, old, new, name + "/", existing, groups)
+            _copy_tree(path, old, new, name + "/", existing, groups, copied)
         elif name in groups:
             raise StoreError(f"{path}: '{name}' holds another tool's data, not an embedkit group; writing group "
                              f"'{name}' would replace it (choose another group name)")
         else:
             with h5_errors(f"{path}: object '{name}'", "damaged, cannot be copied"):
-                link = source.get(key, getlink=True)
-                if isinstance(link, h5py.HardLink):
-                    old.copy(old[name], target, name=key)
-                else:  # a soft or external link is carried over as a link
-                    target[key] = link
+                _copy_foreign(old, new, source, target, key, name, copied)
+
+
+def _copy_foreign(old, new, source, target, key: str, name: str, copied: dict) -> None:
+    """Another tool's object, as it is: a soft or external link as a link, a second hard link as a hard link."""
+    import h5py
+
+    link = source.get(key, getlink=True)
+    if not isinstance(link, h5py.HardLink):
+        target[key] = link
+    elif old[name].id in copied:
+        target[key] = new[copied[old[name].id]]
+    else:
+        old.copy(old[name], target, name=key)
+        copied[old[name].id] = name
 
 
 def _copy_group(path: Path, old, new, name: str) -> None:

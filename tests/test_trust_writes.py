@@ -239,3 +239,25 @@ def test_declared_shapes_are_bounded_by_the_file_size_allowing_for_compression(t
     np.testing.assert_array_equal(open_store(stores["ok"]).read("zip/train").embeddings, emb)
     with pytest.raises(StoreError, match=r"huge.h5: group 'zip/train': dataset 'embeddings' declares shape"):
         open_store(stores["huge"])
+
+
+# ---------------------------------------------------------------- links inside a store
+
+
+def test_links_in_a_store_are_not_followed_and_are_carried_over(tmp_path, rng):
+    """A soft link round in a cycle, a hard link back to the root and an external link into another store: the
+    store lists only its own groups (no endless walk, no other file read) and a write keeps the links as links."""
+    store, other = _store(tmp_path / "s.h5", rng), _store(tmp_path / "other.h5", rng)
+    with h5py.File(other, "r+") as h5:
+        h5.move("toy/train", "far/away")
+    with h5py.File(store, "r+") as h5:
+        h5.create_group("x/y")
+        h5["x/y/back"] = h5py.SoftLink("/x")
+        h5["toy/root"] = h5["/"]
+        h5["ext"] = h5py.ExternalLink(str(other), "/far")
+    assert open_store(store).groups() == ["toy/train"]
+    open_store(store).write_group("m/z", rng.normal(size=(4, 4)))
+    with h5py.File(store, "r") as h5:
+        assert h5.get("x/y/back", getlink=True).path == "/x"
+        assert h5.get("ext", getlink=True).filename == str(other)
+    assert open_store(store).groups() == ["m/z", "toy/train"]
