@@ -5,6 +5,11 @@ A writer takes an exclusive lock on `<store>.lock`, copies the other groups into
 group is refused rather than carried over), streams the new group(s) in chunks, fsyncs and renames the temp file
 over the store. A crash, `kill -9`, Ctrl-C or any error leaves the old file exactly as it was. A transaction may
 write several groups (train and test of one model): they land together or not at all.
+
+What other tools put in the store (root attributes, datasets, groups, links) is carried over as it is; a store
+reached through a symbolic link is rewritten at the link's target, and the new file keeps the old one's mode. The
+chunk cache is off while writing, so a full disk is reported by the write that hit it (DiskFullError), not by a
+later flush inside HDF5.
 """
 
 from __future__ import annotations
