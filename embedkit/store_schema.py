@@ -276,8 +276,11 @@ def hdf5_value(value: Any) -> Any:
 
 
 def check_group_name(path: Path, group: str) -> None:
+    """StoreError unless `group` is '/'-separated names, none empty, '.' or '..', with no control characters
+    (a name is shown in one-line messages and becomes part of figure and index file names)."""
     parts = group.split("/")
-    if not group or any(part in ("", ".", "..") for part in parts):
+    if not group or any(part in ("", ".", "..") for part in parts) or any(ord(c) < 32 or ord(c) == 127
+                                                                          for c in group):
         raise StoreError(f"{path}: invalid group name {group!r} (use names like 'cifar10/train')")
 
 

@@ -26,6 +26,9 @@ CASES: list[Case] = [
     C("info-content-id-escapes", "info", "{w_evil_id}", names="content_id"),
     C("add-beside-content-id-escapes", "add", "{w_evil_id}", "-g", "m/x", "--embeddings", "{npy_x}",
       names="content_id"),
+    C("add-group-name-with-newline", "add", "{store}", "-g", "m/x\ny", "--embeddings", "{npy_x}", names="'m/x\\ny'"),
+    C("add-group-name-with-escape", "add", "{store}", "-g", "m/\x1b[2Jx", "--embeddings", "{npy_x}",
+      names="'m/\\x1b[2Jx'"),
     # ---- item 9: an output is never an input, nor over a file of another kind
     C("neighbors-out-is-the-store", "neighbors", "{store}", *TOY_TRAIN, "--out", "{store}", names="store.h5"),
     C("neighbors-out-links-to-the-store", "neighbors", "{store}", *TOY_TRAIN, "--out", "{w_store_link}",
