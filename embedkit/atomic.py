@@ -21,6 +21,7 @@ from typing import Iterable, Iterator
 from embedkit.errors import ConfigError, DiskFullError, StoreError
 
 NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota full, file size limit
+FULL_BELOW_BYTES = 1 << 20  # a file system with less free space than this is full, for a writer that failed
 
 
 def temp_path(path: Path) -> Path:
@@ -82,7 +83,8 @@ def commit(tmp: Path, path: Path) -> None:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temp path to write; on a clean exit it replaces `path` (a link's target), on an error it is deleted.
 
-    Running out of space is one StoreError naming `path`, with nothing left behind (`no_space_error`).
+    Running out of space is one DiskFullError naming `path`, with nothing left behind, whatever the writing library
+    raised (OSError from Python and NumPy; from torch or FAISS, whatever error, when the file system is full).
     """
     path = Path(path)
     target = real_target(path)
@@ -91,8 +93,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         commit(tmp, target)
-    except OSError as exc:
-        if no_space(exc):
+    except Exception as exc:
+        if no_space(exc) or folder_full(target.parent):
             raise no_space_error(path) from None
         raise
     finally:
@@ -108,9 +110,19 @@ def no_space(exc: BaseException) -> bool:
     return any(f"errno = {number}," in text for number in NO_SPACE_ERRNOS) or "No space left" in text
 
 
+def folder_full(folder: Path) -> bool:
+    """Whether `folder`'s file system has (almost) no space left: how a write error that hides its errno (torch's
+    "unexpected pos") is recognised as a full disk, checked while the failed temp file still holds its space."""
+    with contextlib.suppress(OSError):
+        fs = os.statvfs(folder)
+        return fs.f_bavail * fs.f_frsize < FULL_BELOW_BYTES
+    return False
+
+
 def no_space_error(path: Path | str) -> DiskFullError:
+    """The one line for a write to `path` that ran out of space (the temp file is removed by the caller)."""
     return DiskFullError(f"{path}: no space left on the device (or over the file size limit); the file is unchanged "
-                      "and nothing half-written was kept")
+                         "and nothing half-written was kept")
 
 
 # ---------------------------------------------------------------- inputs and outputs

@@ -261,3 +261,19 @@ def test_links_in_a_store_are_not_followed_and_are_carried_over(tmp_path, rng):
         assert h5.get("x/y/back", getlink=True).path == "/x"
         assert h5.get("ext", getlink=True).filename == str(other)
     assert open_store(store).groups() == ["m/z", "toy/train"]
+
+
+@pytest.mark.slow
+def test_a_checkpoint_saved_on_a_full_tmpfs_is_a_disk_full_error_and_keeps_the_old_one(tmp_path):
+    """torch reports a full disk as "unexpected pos": the full file system is what tells it apart."""
+    import torch
+
+    from embedkit.errors import DiskFullError
+    from embedkit.models import save_checkpoint
+
+    with _small_tmpfs(tmp_path / "small") as small:
+        path = save_checkpoint(small / "last.pt", {"w": torch.zeros(10)})
+        before = path.read_bytes()
+        with pytest.raises(DiskFullError, match="last.pt: no space left"):
+            save_checkpoint(path, {"w": torch.zeros(1_000_000)})
+        assert path.read_bytes() == before and [p.name for p in small.iterdir()] == ["last.pt"]
