@@ -37,10 +37,16 @@ def _stores(stores: list[Path] | None, workspace: Path | None) -> list[Path]:
     return list(stores) if stores else [Workspace.at(workspace).default_store]
 
 
-def _out_dir(out: Path | None, workspace: Path | None, command: str) -> Path:
+def _out_dir(out: Path | None, workspace: Path | None, command: str, *figures: str) -> Path:
+    """The figures folder, checked (before any work) to take the named `figures` without replacing other files."""
+    from embedkit.eval.plots import check_figures_out
     from embedkit.workspace import Workspace
 
-    return out if out is not None else Workspace.at(workspace).root / "figures" / command
+    return check_figures_out(out if out is not None else Workspace.at(workspace).root / "figures" / command, figures)
+
+
+def _figure_path(out: Path | None, workspace: Path | None, command: str, name: str) -> Path:
+    return _out_dir(out, workspace, command, name) / name
 
 
 def _slug(group: str) -> str:
@@ -114,6 +120,7 @@ def plot_map(
     from embedkit.eval.maps import map_store
     from embedkit.eval.plots import plot_maps
 
+    figure_path = _figure_path(out, workspace, "map", f"map-{_slug(group)}-{method}.png")
     maps = []
     for path in _stores(stores, workspace):
         with _status(f"{method} map of {path.stem} {group}", json_out):
@@ -122,7 +129,7 @@ def plot_map(
     shown = f"{len(maps[0].rows):,} of {maps[0].n_total:,} points" if len(maps[0].rows) < maps[0].n_total \
         else f"{maps[0].n_total:,} points"
     figure = plot_maps([(m.name, m.xy, m.labels) for m in maps], class_names,
-                       _out_dir(out, workspace, "map") / f"map-{_slug(group)}-{method}.png",
+                       figure_path,
                        title=f"{group}: {method.upper() if method == 'pca' else 't-SNE'} ({shown})")
     if json_out:
         print_json({"group": group, "method": method, "figure": str(figure),
@@ -149,11 +156,11 @@ def retrieve(
     from embedkit.eval.retrieval import draw_retrieval, retrieve_store
 
     paths = _stores(stores, workspace)
+    figure_path = _figure_path(out, workspace, "retrieve", f"retrieve-{_slug(group)}.png")
     first = retrieve_store(paths[0], group, k, per_class=per_class, seed=seed)
     results = [first] + [retrieve_store(p, group, k, query_ids=first.query_ids) for p in paths[1:]]
     with _status("drawing the retrieval grid", json_out):
-        figure = draw_retrieval(results, _out_dir(out, workspace, "retrieve") / f"retrieve-{_slug(group)}.png",
-                                data_root=data_root)
+        figure = draw_retrieval(results, figure_path, data_root=data_root)
     summary = [{"name": r.name, "nearest_same_class": float((r.nearest_labels == r.query_labels[:, None]).mean()),
                 "farthest_same_class": float((r.farthest_labels == r.query_labels[:, None]).mean())} for r in results]
     if json_out:
@@ -188,12 +195,12 @@ def anomaly(
     from embedkit.errors import DataError
     from embedkit.eval.plots import plot_roc
 
+    out_dir = _out_dir(out, workspace, "anomaly", "roc.png", "top-anomalies.png")
     results = []
     for path in _stores(stores, workspace):
         with progress_bar(f"encoding {ood} into {path.name}") as on_progress:
             results.append(anomaly_store(path, ood, k, reference_group=reference, normal_group=normal,
                                          data_root=data_root, device=device, on_progress=on_progress))
-    out_dir = _out_dir(out, workspace, "anomaly")
     first = results[0]
     figures = {"roc": str(plot_roc([(r.name, r.result.fpr, r.result.tpr, r.result.roc_auc) for r in results],
                                    out_dir / "roc.png", title=f"{first.normal_group} vs {first.ood_group}, k={k}"))}
@@ -231,7 +238,7 @@ def cluster(
     from embedkit.eval.cluster import draw_clusters
 
     paths = _stores(stores, workspace)
-    out_path = _out_dir(out, workspace, "cluster") / f"clusters-{_slug(group)}-k{k}.png"
+    out_path = _figure_path(out, workspace, "cluster", f"clusters-{_slug(group)}-k{k}.png")
     with _status(f"k-means and {map_method} maps of {group}", json_out):
         clustered, figure = draw_clusters(paths, group, k, out_path, map_method=map_method, max_points=max_points,
                                           seed=seed)

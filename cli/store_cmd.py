@@ -119,14 +119,16 @@ def neighbors(
 ) -> None:
     """Find the k nearest (or farthest) rows for every query; a query is never its own neighbour."""
     from embedkit.search.index import neighbors as find_neighbors
-    from embedkit.search.index import neighbors_json, save_neighbors
+    from embedkit.search.index import check_results_out, neighbors_json, save_neighbors
 
     path = _store_path(store, workspace)
+    if out is not None:
+        check_results_out(out, path)  # before the search, which may save an index
     with progress_bar("searching", "rows", min_total=PROGRESS_MIN_ROWS) as on_progress:
         result = find_neighbors(path, group, k, farthest=farthest, query_group=query_group,
                                 query_ids=_parse_ids(ids), metric=metric, index_kind=index, on_progress=on_progress)
     if out is not None:
-        save_neighbors(result, out)
+        save_neighbors(result, out, path)
     if json_out:
         print_json(neighbors_json(result))
         return

@@ -18,6 +18,10 @@ class StoreError(EmbedkitError):
     """An HDF5 store or one of its groups is missing, corrupt or inconsistent."""
 
 
+class DiskFullError(StoreError):
+    """A write ran out of space (disk, quota or file size limit); the file written is left as it was."""
+
+
 class SearchError(EmbedkitError):
     """A nearest/farthest query cannot be answered as asked (k out of range, dimension mismatch)."""
 

@@ -133,7 +133,7 @@ def test_add_overwrite_rebuilds_the_index(store, files, runner, cli_app):
         (["neighbors", "{store}", "-g", "toy/train", "--out", "{tmp}/r.csv"], "unknown output format"),
         (["neighbors", "{store}", "-g", "toy/train", "--query-group", "toy/d5"], "dimension mismatch"),
         (["pairs", "{store}", "-g", "toy/train", "--out", "{tmp}/no/such/dir/p.h5"], "does not exist"),
-        (["pairs", "{store}", "-g", "toy/train", "--out", "{store}"], "is the store itself"),
+        (["pairs", "{store}", "-g", "toy/train", "--out", "{store}"], "is also an input"),
         (["add", "{store}", "-g", "toy/n", "--embeddings", "{tmp}/nan.npy"], "row 0 contains NaN or inf"),
         (["add", "{store}", "-g", "toy/n", "--embeddings", "{tmp}/x.npy", "--labels", "{tmp}/short.npy"],
          "labels must have shape \\(60,\\)"),

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from embedkit._util.atomic import same_file
 from embedkit.errors import ConfigError, StoreError
 from embedkit.training.losses import vicreg_loss
 from embedkit.training.config import diverged, finite_checks
@@ -156,7 +157,7 @@ def fit_latent_to_store(source_store: Path | str, out_store: Path | str, config:
     from embedkit.store.store import GroupData, open_store
 
     source_store, out_store = Path(source_store), Path(out_store)
-    if out_store.exists() and source_store.exists() and out_store.resolve() == source_store.resolve():
+    if out_store.exists() and source_store.exists() and same_file(out_store, source_store):
         raise StoreError(f"{out_store}: is the source store; write the latent groups to another store")
     source = open_store(source_store)
     missing = [g for g in GROUPS if g not in source]

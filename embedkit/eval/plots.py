@@ -17,18 +17,40 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from embedkit._util.atomic import atomic_path, check_output  # noqa: E402
+from embedkit.errors import ConfigError  # noqa: E402
+
 DPI = 100
 
 
 def _save(fig, out_path: Path | str) -> Path:
-    """Write `fig` as PNG at `DPI` (parents created), close it, return the path."""
+    """Write `fig` as PNG at `DPI` (parents created, atomically), close it, return the path.
+
+    An existing file there that is not a PNG (a store, a log) is refused, never replaced.
+    """
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fig.savefig(out_path, dpi=DPI, format="png")
+        check_output(out_path, "png")
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out_path) as tmp:
+            fig.savefig(tmp, dpi=DPI, format="png")
     finally:
         plt.close(fig)
     return out_path
+
+
+def check_figures_out(folder: Path | str, names: Sequence[str]) -> Path:
+    """Check, before any work, that the figures `names` may be written into `folder`; returns it.
+
+    ConfigError if `folder` is an existing file (a store given as --out) or a figure's name holds a file that is
+    not a PNG, so a command fails before it computes, encodes or writes anything.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder}: exists and is not a folder (--out takes a folder for the figures)")
+    for name in names:
+        check_output(folder / name, "png")
+    return folder
 
 
 # ---------------------------------------------------------------- evaluations: maps, clusters, ROC, image grids

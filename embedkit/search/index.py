@@ -16,8 +16,8 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
-from embedkit._util.atomic import atomic_path
-from embedkit.errors import SearchError, StoreError
+from embedkit._util.atomic import atomic_path, check_output
+from embedkit.errors import ConfigError, DiskFullError, SearchError, StoreError
 from embedkit.search.arrays import (
     ProgressFn,
     build_index,
@@ -51,8 +51,14 @@ def index_folder(store_path: Path) -> Path:
 
 
 def _index_path(store_path: Path, group: str, metric: str, name: str, content_id: str) -> Path:
-    safe_group = quote(group, safe="").replace(".", "%2E")  # dots separate the name's fields
-    return index_folder(store_path) / f"{safe_group}.{metric}.{name}.{content_id}.faiss"
+    """The index file's path: every field read from the store is escaped, so the file stays in the index folder
+    whatever a (hostile) store's group names and content ids say."""
+    return index_folder(store_path) / (".".join(map(_escape, (group, metric, name, content_id))) + ".faiss")
+
+
+def _escape(field: str) -> str:
+    """`field` as one safe piece of a file name: no '/', and no '.' (dots separate the name's fields)."""
+    return quote(str(field), safe="").replace(".", "%2E")
 
 
 def load_or_build_index(store_path: Path, group: str, content_id: str, reference: np.ndarray, kind: str,
@@ -77,6 +83,8 @@ def load_or_build_index(store_path: Path, group: str, content_id: str, reference
         _save_index(index, path)
     except OSError as exc:
         return index, f"built (not saved: {exc.strerror or exc})"
+    except DiskFullError:  # the search still stands
+        return index, "built (not saved: no space left)"
     return index, "built"
 
 
@@ -114,7 +122,7 @@ def list_index_files(store_path: Path) -> list[IndexFile]:
     for path in sorted(index_folder(store_path).glob("*.faiss")):
         parts = path.name.split(".")
         if len(parts) == 5 and not path.name.startswith("."):
-            found.append(IndexFile(unquote(parts[0]), parts[1], parts[2], parts[3], path, path.stat().st_size))
+            found.append(IndexFile(*map(unquote, parts[:4]), path, path.stat().st_size))
     return found
 
 
@@ -246,12 +254,7 @@ def make_pairs(store_path: Path | str, group: str, k: int, out_path: Path | str,
     from embedkit.store.schema import SCHEMA_VERSION, now
 
     store_path, out_path = Path(store_path), Path(out_path)
-    if not out_path.parent.is_dir():
-        raise StoreError(f"{out_path}: folder {out_path.parent} does not exist")
-    if not os.access(out_path.parent, os.W_OK):
-        raise StoreError(f"{out_path}: folder {out_path.parent} is not writable")
-    if out_path.exists() and out_path.resolve() == store_path.resolve():
-        raise StoreError(f"{out_path}: is the store itself; choose another output file")
+    check_results_out(out_path, store_path, "hdf5 results")
     result = neighbors(store_path, group, k, metric=metric, on_progress=on_progress)
     with h5_errors(out_path, "cannot write the pairs file"), atomic_path(out_path) as tmp, \
             h5py.File(tmp, "w", locking=False) as out:
@@ -260,6 +263,28 @@ def make_pairs(store_path: Path | str, group: str, k: int, out_path: Path | str,
         out.attrs.update({"store": str(store_path.resolve()), "group": group, "k": k, "metric": metric,
                           "content_id": result.content_id, "schema_version": SCHEMA_VERSION, "created": now()})
     return out_path
+
+
+RESULT_KINDS = {".json": "json", ".h5": "hdf5 results", ".hdf5": "hdf5 results", ".npz": "npz"}
+
+
+def check_results_out(path: Path | str, store_path: Path | str | None, kind: str | None = None) -> str:
+    """Check, before any work, that a results file can be written at `path`; returns its kind.
+
+    `kind` None: from the suffix (.json, .h5, .hdf5 or .npz). The folder must exist and be writable; `path` must
+    not be the store searched, nor an existing file of another kind (a store, a figure): ConfigError or StoreError.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if kind is None and suffix not in RESULT_KINDS:
+        raise ConfigError(f"{path}: unknown output format {suffix or '(none)'!r}: use .json, .h5 or .npz")
+    if not path.parent.is_dir():
+        raise StoreError(f"{path}: folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise StoreError(f"{path}: folder {path.parent} is not writable")
+    kind = kind or RESULT_KINDS[suffix]
+    check_output(path, kind, [store_path])
+    return kind
 
 
 def neighbors_json(result: NeighborResult) -> dict[str, Any]:
@@ -271,25 +296,19 @@ def neighbors_json(result: NeighborResult) -> dict[str, Any]:
     return {"group": result.group, "k": result.k, "farthest": result.farthest, "results": results}
 
 
-def save_neighbors(result: NeighborResult, path: Path | str) -> Path:
+def save_neighbors(result: NeighborResult, path: Path | str, store_path: Path | str | None = None) -> Path:
     """Write the full result atomically: `.json` (as `neighbors_json`), `.h5`/`.hdf5` or `.npz` arrays
     query_ids (Q,), ids (Q, k), rows (Q, k), distances (Q, k) float32 (HDF5 attrs: group, query_group, k,
-    farthest, metric, index_kind, content_id)."""
+    farthest, metric, index_kind, content_id). `path` is checked first (`check_results_out`)."""
     import json
 
-    from embedkit.errors import ConfigError
-
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".json", ".h5", ".hdf5", ".npz"):
-        raise ConfigError(f"{path}: unknown output format {suffix or '(none)'!r}: use .json, .h5 or .npz")
-    if not path.parent.is_dir():
-        raise StoreError(f"{path}: folder {path.parent} does not exist")
+    kind = check_results_out(path, store_path)
     arrays = {"query_ids": result.query_ids, "ids": result.ids, "rows": result.rows, "distances": result.distances}
     with atomic_path(path) as tmp:
-        if suffix == ".json":
+        if kind == "json":
             tmp.write_text(json.dumps(neighbors_json(result)) + "\n")
-        elif suffix == ".npz":
+        elif kind == "npz":
             with open(tmp, "wb") as handle:
                 np.savez(handle, **arrays)
         else:

@@ -8,17 +8,23 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from embedkit._util.atomic import check_regular_file, no_space, no_space_error
 from embedkit.errors import StoreError
 
 SCHEMA_VERSION = 1
 RESERVED_ATTRS = ("schema_version", "content_id", "embedkit_version")
+MAX_COMPRESSION = 1100  # deflate, the best common HDF5 filter, cannot shrink data more than about 1032 times
+UNCOMPRESSING_FILTERS = (2, 3)  # H5Z_FILTER_SHUFFLE, H5Z_FILTER_FLETCHER32: same number of bytes out as in
+CONTENT_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # What h5py raises on a damaged file: HDF5's error classes map to OSError, RuntimeError, KeyError or ValueError
 # (e.g. "Object visitation failed" is a RuntimeError, "bad version number for datatype message" a KeyError).
 H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError)
@@ -37,6 +43,7 @@ class GroupInfo:
 def open_h5(path: Path):
     import h5py
 
+    check_regular_file(path, "store")  # a FIFO or a device would block or never end
     if not os.access(path, os.R_OK):
         raise StoreError(f"{path}: permission denied (cannot read the store)")
     if path.stat().st_size == 0:
@@ -54,12 +61,17 @@ def reason(exc: BaseException) -> str:
 
 @contextlib.contextmanager
 def h5_errors(where: str | Path, problem: str = "damaged HDF5 data") -> Iterator[None]:
-    """Turn h5py's errors on a damaged (or unwritable) file into one StoreError line: '<where>: <problem> (<why>)'."""
+    """Turn h5py's errors on a damaged (or unwritable) file into one StoreError line: '<where>: <problem> (<why>)'.
+
+    A full disk is said as such (HDF5 reports it in many guises), never mistaken for damage.
+    """
     try:
         yield
     except StoreError:
         raise
     except H5_ERRORS as exc:
+        if no_space(exc):
+            raise no_space_error(where) from None
         raise StoreError(f"{where}: {problem} ({reason(exc)})") from None
 
 
@@ -67,11 +79,13 @@ def leaf_groups(path: Path, h5) -> list[str]:
     """Groups holding embeddings (or claiming to, through a schema_version attribute), sorted.
 
     Walks the groups without opening any group's datasets, so a damaged dataset is reported by whoever reads
-    that group (naming it), and the other groups stay readable.
+    that group (naming it), and the other groups stay readable. Only hard links are followed, each group once:
+    a soft or external link (embedkit writes none) can lead to another file or round in a cycle.
     """
     import h5py
 
     names: list[str] = []
+    seen = {h5["/"].id}
 
     def walk(group, prefix: str) -> None:
         with h5_errors(f"{path}: object '{prefix[:-1]}'" if prefix else path):
@@ -79,8 +93,11 @@ def leaf_groups(path: Path, h5) -> list[str]:
         for key in keys:
             name = prefix + (key if isinstance(key, str) else key.decode(errors="replace"))  # bytes: not UTF-8
             with h5_errors(f"{path}: object '{name}'"):
+                if isinstance(key, str) and not isinstance(group.get(key, getlink=True), h5py.HardLink):
+                    continue
                 obj = group[key]
-                is_group = isinstance(obj, h5py.Group)
+                is_group = isinstance(obj, h5py.Group) and obj.id not in seen
+                seen.add(obj.id)
                 is_leaf = is_group and ("embeddings" in obj or "schema_version" in obj.attrs)
             if is_leaf:
                 names.append(name)
@@ -126,6 +143,7 @@ def _checked_layout(where: str, g, name: str) -> GroupInfo:
     if version is None or "content_id" not in g.attrs:
         raise StoreError(f"{where}: incomplete group (no schema_version or content_id attribute)")
     check_version(where, version)
+    check_content_id(where, g.attrs["content_id"])
     for key in ("embeddings", "labels", "ids"):
         if key not in g:  # the link only: g.get() would also answer None for a damaged dataset
             raise StoreError(f"{where}: missing dataset '{key}'")
@@ -144,10 +162,36 @@ def _checked_layout(where: str, g, name: str) -> GroupInfo:
             raise StoreError(f"{where}: {key} must be (N,) int64, got {ds.shape} {ds.dtype}")
         if ds.shape[0] != emb.shape[0]:
             raise StoreError(f"{where}: {key} has {ds.shape[0]} rows but embeddings has {emb.shape[0]}")
+    for key in ("embeddings", "labels", "ids"):
+        check_declared_size(where, key, g[key])
     return GroupInfo(name, int(emb.shape[0]), int(emb.shape[1]), read_attrs(g.attrs))
 
 
 MAX_ROW_NORM = float(np.sqrt(np.finfo(np.float32).max) / 2)  # about 9.2e18
+
+
+def check_declared_size(where: str, key: str, dataset) -> None:
+    """StoreError if the dataset declares more bytes than its file could hold (a hostile or damaged header).
+
+    Stored as is, the data cannot be larger than the file; compressed, not more than MAX_COMPRESSION times it. So
+    a 12 KB file declaring 10^12 rows fails here, in one line, before anything is allocated or iterated.
+    """
+    declared = math.prod(dataset.shape) * dataset.dtype.itemsize
+    file_bytes = dataset.file.id.get_filesize()
+    plist = dataset.id.get_create_plist()
+    compressed = any(plist.get_filter(i)[0] not in UNCOMPRESSING_FILTERS for i in range(plist.get_nfilters()))
+    if declared > file_bytes * (MAX_COMPRESSION if compressed else 1):
+        raise StoreError(f"{where}: dataset '{key}' declares shape {dataset.shape} ({declared:,} bytes), more than "
+                         f"the {file_bytes:,}-byte file can hold (damaged or hostile file)")
+
+
+def check_content_id(where: str, content_id: Any) -> None:
+    """A content id is a short token of letters, digits, '-' and '_' (embedkit writes 32 hex digits): it names
+    index files, so one holding '/' or '..' is refused as damaged or hostile, never used in a path."""
+    text = content_id.decode(errors="replace") if isinstance(content_id, bytes) else content_id
+    if not isinstance(text, str) or not CONTENT_ID.fullmatch(text):
+        raise StoreError(f"{where}: content_id {text!r} is not a valid id (letters, digits, '-' and '_' only; "
+                         "damaged or hostile file)")
 
 
 def check_finite(where: str, emb: np.ndarray, first_row: int, *, rows: np.ndarray | None = None) -> None:
@@ -248,8 +292,11 @@ def hdf5_value(value: Any) -> Any:
 
 
 def check_group_name(path: Path, group: str) -> None:
+    """StoreError unless `group` is '/'-separated names, none empty, '.' or '..', with no control characters
+    (a name is shown in one-line messages and becomes part of figure and index file names)."""
     parts = group.split("/")
-    if not group or any(part in ("", ".", "..") for part in parts):
+    if not group or any(part in ("", ".", "..") for part in parts) or any(ord(c) < 32 or ord(c) == 127
+                                                                          for c in group):
         raise StoreError(f"{path}: invalid group name {group!r} (use names like 'cifar10/train')")
 
 

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from embedkit._util.atomic import check_regular_file
 from embedkit.errors import StoreError
 from embedkit.store.reader import CHECK_ROWS, checked_chunks, gather, read_column, row_positions
 from embedkit.store.schema import (
@@ -281,6 +282,7 @@ def add_npy(
 
 
 def _load_npy(path: Path | str, *, mmap: bool) -> np.ndarray:
+    check_regular_file(path, ".npy file")  # a FIFO would block np.load for ever
     try:
         array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileNotFoundError:

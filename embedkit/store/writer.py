@@ -5,6 +5,11 @@ A writer takes an exclusive lock on `<store>.lock`, copies the other groups into
 group is refused rather than carried over), streams the new group(s) in chunks, fsyncs and renames the temp file
 over the store. A crash, `kill -9`, Ctrl-C or any error leaves the old file exactly as it was. A transaction may
 write several groups (train and test of one model): they land together or not at all.
+
+What other tools put in the store (root attributes, datasets, groups, links) is carried over as it is; a store
+reached through a symbolic link is rewritten at the link's target, and the new file keeps the old one's mode. The
+chunk cache is off while writing, so a full disk is reported by the write that hit it (DiskFullError), not by a
+later flush inside HDF5.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from embedkit._util import atomic
-from embedkit.errors import StoreError
+from embedkit.errors import DiskFullError, StoreError
 from embedkit.store.reader import check_intact
 from embedkit.store.schema import (
     H5_ERRORS,
@@ -57,18 +62,19 @@ class StoreTransaction:
         self.store, self.groups, self.overwrite = store, tuple(groups), overwrite
         self._writers: dict[str, GroupWriter] = {}
         self._lock_fd: int | None = None
+        self._target = store.path
         self._tmp: Path | None = None
         self._h5 = None
         self._ctrl_c = DeferredCtrlC()
 
     def __enter__(self) -> "StoreTransaction":
-        path = self.store.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = atomic.acquire_lock(path, self.store.lock_timeout_s)
+        self._target = atomic.real_target(self.store.path)  # through a symbolic link: its target is rewritten
+        self._target.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = atomic.acquire_lock(self._target, self.store.lock_timeout_s)
         try:
             self._ctrl_c.install()
-            atomic.remove_crashed_temps(path)
-            self._tmp = atomic.temp_path(path)
+            atomic.remove_crashed_temps(self._target)
+            self._tmp = atomic.temp_path(self._target)
             self._h5 = new_copy(self.store, self._tmp, self.groups, self.overwrite)
             self._ctrl_c.check()
         except BaseException:
@@ -104,7 +110,8 @@ class StoreTransaction:
             with h5_errors(str(self.store.path), "cannot write"):
                 self._h5.close()
             self._h5 = None
-            atomic.commit(self._tmp, self.store.path)
+            with h5_errors(str(self.store.path), "cannot write"):
+                atomic.commit(self._tmp, self._target)
             self._tmp = None
         except BaseException:
             self._abort()
@@ -236,9 +243,10 @@ class DeferredCtrlC:
 
 
 def new_copy(store, tmp: Path, groups: tuple[str, ...], overwrite: bool):
-    """A new HDF5 file at `tmp` holding every group of the store except `groups`, opened for writing.
+    """A new HDF5 file at `tmp` holding everything the store holds except `groups`, opened for writing.
 
-    StoreError (and nothing written) if the store or one of the groups to copy is damaged.
+    Content put there by other tools (root attributes, datasets, groups) is carried over as it is. StoreError (and
+    nothing written) if the store or one of the groups to copy is damaged.
     """
     import h5py
 
@@ -250,14 +258,13 @@ def new_copy(store, tmp: Path, groups: tuple[str, ...], overwrite: bool):
         with h5_errors(store.path):
             created = read_attrs(old.attrs).get("created", now()) if old is not None else now()
         with h5_errors(store.path, f"cannot create the new copy {tmp.name} beside it"):
-            new = h5py.File(tmp, "w", locking=False, libver=LIBVER)
+            new = h5py.File(tmp, "w", locking=False, libver=LIBVER, rdcc_nbytes=0)
         try:
             with h5_errors(store.path, "cannot write the new copy"):
                 write_attrs(str(store.path), new.attrs, {"created": created, "embedkit_version": version(),
                                                          "schema_version": SCHEMA_VERSION}, reserved=True)
-            for other in existing:
-                if other not in groups:
-                    _copy_group(store.path, old, new, other)
+            if old is not None:
+                _copy_tree(store.path, old, new, "", existing, groups, {old["/"].id: "/"})
         except BaseException:
             with contextlib.suppress(*H5_ERRORS):
                 new.close()
@@ -275,6 +282,61 @@ def _check_new_names(path: Path, groups: tuple[str, ...], existing: list[str], o
                 raise StoreError(f"{path}: group '{group}' would nest with group '{other}'")
 
 
+def _copy_tree(path: Path, old, new, prefix: str, existing: list[str], groups: tuple[str, ...],
+               copied: dict) -> None:
+    """Copy the attributes of group `prefix` and its members: embedkit groups checked (`_copy_group`), except the
+    `groups` being written; folders above groups walked; any other object (another tool's) copied as it is.
+
+    `copied` maps each old object copied to its new path, so a second hard link to one becomes a link again
+    (not a copy: a link to the root would otherwise copy the whole store into itself).
+    """
+    import h5py
+
+    where = f"{path}: object '{prefix[:-1]}'" if prefix else str(path)
+    with h5_errors(where, "damaged, cannot be copied"):
+        source, target = (old[prefix], new[prefix]) if prefix else (old, new)
+        for key in source.attrs:  # the reserved root attributes are written after this copy
+            if not (prefix == "" and key in ("schema_version", "embedkit_version", "created")):
+                target.attrs.create(key, source.attrs[key], dtype=source.attrs.get_id(key).dtype)
+        keys = list(source)
+    for key in keys:
+        name = prefix + key
+        if name in existing:
+            if name not in groups:
+                _copy_group(path, old, new, name)
+                copied[old[name].id] = name
+        elif any(g.startswith(name + "/") for g in (*existing, *groups)):
+            with h5_errors(f"{path}: object '{name}'", "damaged, cannot be copied"):
+                is_group = isinstance(old[name], h5py.Group)
+                if is_group:
+                    new.require_group(name)
+                    copied[old[name].id] = name
+            if not is_group:
+                raise StoreError(f"{path}: '{name}' is another tool's dataset, not a folder of groups; writing "
+                                 f"group '{next(g for g in groups if g.startswith(name + '/'))}' would replace it")
+            _copy_tree(path, old, new, name + "/", existing, groups, copied)
+        elif name in groups:
+            raise StoreError(f"{path}: '{name}' holds another tool's data, not an embedkit group; writing group "
+                             f"'{name}' would replace it (choose another group name)")
+        else:
+            with h5_errors(f"{path}: object '{name}'", "damaged, cannot be copied"):
+                _copy_foreign(old, new, source, target, key, name, copied)
+
+
+def _copy_foreign(old, new, source, target, key: str, name: str, copied: dict) -> None:
+    """Another tool's object, as it is: a soft or external link as a link, a second hard link as a hard link."""
+    import h5py
+
+    link = source.get(key, getlink=True)
+    if not isinstance(link, h5py.HardLink):
+        target[key] = link
+    elif old[name].id in copied:
+        target[key] = new[copied[old[name].id]]
+    else:
+        old.copy(old[name], target, name=key)
+        copied[old[name].id] = name
+
+
 def _copy_group(path: Path, old, new, name: str) -> None:
     """Copy group `name` (HDF5 copies its raw chunks), then read the copy back through its checksums.
 
@@ -288,6 +350,8 @@ def _copy_group(path: Path, old, new, name: str) -> None:
             parent, _, leaf = name.rpartition("/")
             old.copy(old[name], new.require_group(parent) if parent else new, name=leaf)
         check_intact(where, new, name)
+    except DiskFullError:
+        raise
     except StoreError as exc:
         raise StoreError(f"{exc}; the store is unchanged: rewrite group '{name}' (--overwrite) or write to a new "
                          "store") from None

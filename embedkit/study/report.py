@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import platform
 import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 from embedkit import __version__
+from embedkit._util.atomic import atomic_path
 from embedkit.device import pick_device
 from embedkit.eval.compare import evaluation_settings
 from embedkit.provenance import code_version
@@ -127,9 +127,8 @@ def write_report(out_dir: Path, results: dict, figures: dict[str, list[Path]]) -
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def environment(plan: StudyPlan, device: str) -> dict:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
+
+from embedkit._util.atomic import atomic_path
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,9 @@ class StageRunner:
 
     def _save(self, record: StageRecord) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self._record_path(record.name)
-        tmp = path.with_suffix(".json.tmp")
         payload = {k: v for k, v in record.__dict__.items() if k != "skipped"}
-        tmp.write_text(json.dumps(payload, indent=2, default=str))
-        os.replace(tmp, path)
+        with atomic_path(self._record_path(record.name)) as tmp:
+            tmp.write_text(json.dumps(payload, indent=2, default=str))
 
     def run(self, stages: list[Stage]) -> dict[str, StageRecord]:
         keys: dict[str, str] = {}

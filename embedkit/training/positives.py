@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from embedkit.training.views import ViewConfig, make_views, normalize_batch, to_unit_float
 from embedkit.errors import ConfigError
+from embedkit.store.schema import check_declared_size
 
 
 def read_neighbour_table(path: Path | str, n_images: int,
@@ -39,6 +40,8 @@ def read_neighbour_table(path: Path | str, n_images: int,
             missing = [name for name in ("ids", "neighbor_ids") if name not in h5]
             if missing:
                 raise ConfigError(f"{path}: not a pairs file (no dataset {missing[0]!r})")
+            for name in ("ids", "neighbor_ids"):  # a hostile header must not make us allocate terabytes
+                check_declared_size(str(path), name, h5[name])
             ids, neighbours = np.asarray(h5["ids"][:], np.int64), np.asarray(h5["neighbor_ids"][:], np.int64)
             group = h5.attrs.get("group")
     except OSError as exc:
