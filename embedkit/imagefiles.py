@@ -31,6 +31,7 @@ MAX_IMAGE_PIXELS = 89_478_485  # Pillow's decompression-bomb threshold: 16000x16
 MAX_IMAGE_BYTES = 8 * MAX_IMAGE_PIXELS  # no encoding of such an image needs more (16-bit RGBA, uncompressed)
 _MAX_DEPTH = 4  # top folder / split / class / file
 _MAX_LINK_HOPS = 40  # as Linux's symlink limit
+_IDX_CHUNK = 16 << 20
 
 Progress = Callable[[int, int], None] | None
 Entry = tuple[str, str, str]  # (split, class, relative path)
@@ -420,17 +421,25 @@ def stack_images(images: list, names: list[str]) -> np.ndarray:
 
 
 def read_idx(path: Path, ndim: int) -> np.ndarray:
-    """An IDX file of unsigned bytes (MNIST's format, optionally .gz) as an array shaped as its header says."""
+    """An IDX file of unsigned bytes (MNIST's format, optionally .gz) as an array shaped as its header says.
+
+    Only as many bytes as the header declares are read, in chunks, so a .gz of zeros or a header declaring more than
+    the file holds costs no more memory than the data really there.
+    """
     try:
         with _open_idx(path) as f:
-            raw = f.read()
+            dims = _idx_dims(f.read(4 + 4 * ndim), path, ndim)
+            expected = int(np.prod(dims, dtype=object))
+            raw = bytearray()
+            while len(raw) < expected and (chunk := f.read(min(expected - len(raw), _IDX_CHUNK))):
+                raw += chunk
+            extra = len(f.read(1))
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise DataError(f"{path}: corrupt or truncated gzip file ({exc})") from None
-    dims = _idx_dims(raw[: 4 + 4 * ndim], path, ndim)
-    expected = int(np.prod(dims))
-    if len(raw) - 4 - 4 * ndim != expected:
-        raise DataError(f"{path}: truncated IDX file: {len(raw) - 4 - 4 * ndim} data bytes, header says {expected}")
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
+    if len(raw) != expected or extra:
+        got = f"{len(raw)}{'+' if extra else ''}"
+        raise DataError(f"{path}: truncated IDX file: {got} data bytes, header says {expected}")
+    return np.frombuffer(raw, np.uint8).reshape(dims)  # a bytearray: writable without a copy
 
 
 def read_idx_dims(path: Path, ndim: int) -> tuple[int, ...]:

@@ -241,6 +241,10 @@ def test_bombs_and_endless_files_fail_fast_in_bounded_memory(tmp_path, rng):
         (tmp_path / name / "a").mkdir(parents=True)
     os.mkfifo(tmp_path / "fifo" / "a" / "0.png")
     os.symlink("/dev/zero", tmp_path / "zero" / "a" / "0.png")
+    (tmp_path / "mnist-test").mkdir()  # an IDX header declaring one 1x1 image, then 400 MB of zeros
+    idx = b"\0\0\x08\x03" + (1).to_bytes(4, "big") * 3 + bytes(400 << 20)
+    (tmp_path / "mnist-test" / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx, 9))
+    (tmp_path / "mnist-test" / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\0\0\x08\x01" + bytes(5)))
     result = _run(f"""
         import resource
         from embedkit.data import load_images
@@ -252,10 +256,15 @@ def test_bombs_and_endless_files_fail_fast_in_bounded_memory(tmp_path, rng):
                 load_images({str(tmp_path)!r} + "/" + name, "all")
             except DataError as exc:
                 print("refused:", exc)
+        try:
+            load_images("mnist", "test", {str(tmp_path)!r})
+        except DataError as exc:
+            print("refused:", exc)
         print("peak_mb", (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
         """, timeout_s=90)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split(":", 1)[0] for line in lines[:-1]] == ["refused"] * 4, result.stdout
+    assert [line.split(":", 1)[0] for line in lines[:-1]] == ["refused"] * 5, result.stdout
     assert "zeros.tar.gz" in lines[0] and "16000x16000" in lines[1] and "regular file" in lines[2] + lines[3]
-    assert int(lines[-1].split()[1]) < 64, result.stdout  # before: 400 MB for the zeros, 1.4 GB for the PNG
+    assert "t10k-images-idx3-ubyte.gz: truncated IDX file: 1+ data bytes, header says 1" in lines[4]
+    assert int(lines[-1].split()[1]) < 64, result.stdout  # before: 400 MB for each zeros file, 1.4 GB for the PNG
