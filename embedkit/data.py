@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedkit import cifarbatches, imagefiles
+from embedkit import archives, cifarbatches, imagefiles
 from embedkit.datacache import cache_stem, read_cache, read_cached_labels, write_cache
 from embedkit.errors import ConfigError, DataError
 
@@ -220,7 +220,7 @@ def _load_archive(source: Source, split: str, on_progress: Progress) -> ImageSet
     cached = read_cache(cache_stem(source.name, split, source.path, state))
     if cached is not None:
         return ImageSet(source.name, split, *cached, source=str(source.path))
-    splits = _known_splits(source, imagefiles.read_archive_tree(source.path, on_progress))
+    splits = _known_splits(source, archives.read_archive_tree(source.path, on_progress))
     tree = {name: entries for name, (entries, _) in splits.items()}
     class_names = imagefiles.class_names_of(tree)
     for name, (entries, images) in splits.items():
@@ -308,7 +308,7 @@ def _describe(source: Source, split: str, listings: dict[Path, dict]) -> dict:
         if cached is not None:
             return {"n_images": len(cached[0]), "class_names": list(cached[1]), "cached": True}
         if source.path not in listings:
-            listings[source.path] = _known_splits(source, imagefiles.list_archive_tree(source.path))
+            listings[source.path] = _known_splits(source, archives.list_archive_tree(source.path))
         tree = listings[source.path]
     else:
         tree = _known_splits(source, imagefiles.list_folder_tree(source.path))
