@@ -2,7 +2,7 @@
 
 `CASES` join the reliability suite's (same contract: one error line naming the culprit, exit 1, no file changed);
 `world_files` adds the files they need to the shared test world and returns their `{name}` placeholders. Files that
-no checksum may read (a FIFO, links to /dev/zero or to nothing) live beside the world, under `specials/`.
+no checksum may read (a FIFO, a link to /dev/zero) live beside the world, under `specials/`.
 """
 
 from __future__ import annotations
@@ -30,17 +30,13 @@ CASES: list[Case] = [
     C("encode-tar-pax-record-length-zero", *_encode("{td_tar_pax0}"), names="pax0.tar.gz"),
     C("encode-tar-negative-size", *_encode("{td_tar_negsize}"), names="negsize.tar.gz"),
     C("encode-tar-pax-size-not-a-number", *_encode("{td_tar_paxsize}"), names="paxsize.tar.gz"),
-    C("encode-tar-size-not-octal", *_encode("{td_tar_badoctal}"), names="badoctal.tar.gz"),
     C("data-prepare-tar-pax-record-length-zero", "data", "--data-root", "{td_root_pax0}", "--prepare",
       names="cifar10.tar.gz"),
     # bombs and endless reads
-    C("encode-tar-of-zeros", *_encode("{td_tar_zeros}"), names="zeros.tar.gz"),
-    C("encode-tar-member-larger-than-any-image", *_encode("{td_tar_hugemember}"), names="hugemember.tar.gz"),
     C("encode-png-declaring-16000x16000", *_encode("{td_pngbomb}"), names="0.png"),
     C("encode-png-larger-than-the-first", *_encode("{td_pngbigger}"), names="1.png"),
     C("encode-image-is-a-fifo", *_encode("{td_fifo}"), names="0.png"),
     C("encode-image-links-to-dev-zero", *_encode("{td_devzero}"), names="0.png"),
-    C("encode-image-link-dangles", *_encode("{td_dangling}"), names="0.png"),
     C("encode-tar-link-leaves-the-archive", *_encode("{td_tar_outside}"), names="0.png"),
     C("encode-tar-link-to-nothing", *_encode("{td_tar_dangling}"), names="1.png"),
     # names and pixels that were tracebacks
@@ -119,11 +115,17 @@ def crafted_tars(pixels: bytes) -> dict[str, bytes]:
             "badoctal": bytes(with_checksum(badoctal[:512])) + good[512:], "paxsize": buffer.getvalue()}
 
 
-def huge_member_tar(size: int) -> bytes:
-    """A tar whose one image member declares `size` bytes of zeros (more than any allowed image needs)."""
+def write_huge_member_tar(path: Path, size: int) -> Path:
+    """A .tar.gz whose one image member holds `size` bytes of zeros (more than any allowed image needs), written in
+    chunks so the test itself never holds it."""
     info = tarfile.TarInfo("train/a/0.png")
     info.size = size
-    return info.tobuf(tarfile.GNU_FORMAT) + b"\0" * (size + 1024 + -size % 512)
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(info.tobuf(tarfile.GNU_FORMAT))
+        for _ in range(size >> 20):
+            f.write(bytes(1 << 20))
+        f.write(bytes(size % (1 << 20) + 1024 + -size % 512))
+    return path
 
 
 def evil_pickle(marker: Path) -> bytes:
@@ -148,14 +150,13 @@ def world_files(root: Path, rng: np.random.Generator, paths: dict[str, str]) -> 
     pixels = png_bytes(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
     out = {}
     for name, raw in crafted_tars(pixels).items():
+        if name == "badoctal":  # refused before this issue too: test_trust_data's crafted-header test keeps it
+            continue
         out[f"td:tar-{name}"] = str(base / f"{name}.tar.gz")
         (base / f"{name}.tar.gz").write_bytes(gzip.compress(raw, 1))
     (base / "root-pax0").mkdir()
     (base / "root-pax0" / "cifar10.tar.gz").write_bytes(gzip.compress(crafted_tars(pixels)["pax0"], 1))
-    (base / "zeros.tar.gz").write_bytes(gzip.compress(bytes(8 << 20), 9))  # 8 MB of zeros in ~8 KB
-    (base / "hugemember.tar.gz").write_bytes(gzip.compress(huge_member_tar(800 << 20)[:2048], 1))
-    out.update({"td:tar-zeros": str(base / "zeros.tar.gz"), "td:tar-hugemember": str(base / "hugemember.tar.gz"),
-                "td:root-pax0": str(base / "root-pax0")})
+    out["td:root-pax0"] = str(base / "root-pax0")
     out["td:pngbomb"] = str(folder(base / "pngbomb", {"train/a/0.png": png_declaring(16000, 16000)}))
     out["td:pngbigger"] = str(folder(base / "pngbigger", {"train/a/0.png": pixels,
                                                           "train/a/1.png": png_declaring(8000, 8000)}))
@@ -182,10 +183,9 @@ def world_files(root: Path, rng: np.random.Generator, paths: dict[str, str]) -> 
     out["td:root-pickle"] = str(base / "root-pickle")
     specials = root.parent / "specials"  # outside the world: no checksum may read these
     specials.mkdir()
-    for name in ("fifo", "devzero", "dangling"):
+    for name in ("fifo", "devzero"):
         (specials / name / "train" / "a").mkdir(parents=True)
     os.mkfifo(specials / "fifo" / "train" / "a" / "0.png")
     os.symlink("/dev/zero", specials / "devzero" / "train" / "a" / "0.png")
-    os.symlink(specials / "nothing.png", specials / "dangling" / "train" / "a" / "0.png")
-    out.update({f"td:{name}": str(specials / name) for name in ("fifo", "devzero", "dangling")})
+    out.update({f"td:{name}": str(specials / name) for name in ("fifo", "devzero")})
     return out

@@ -4,6 +4,7 @@ bounded memory and no hang on hostile files, and no cache temp file left behind 
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import sys
@@ -15,7 +16,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from reliability_trust_data import crafted_tars, evil_pickle, png_bytes, png_declaring
+from reliability_trust_data import (
+    crafted_tars,
+    evil_pickle,
+    link,
+    png_bytes,
+    png_declaring,
+    tar_bytes,
+    write_huge_member_tar,
+)
 
 from embedkit import imagefiles
 from embedkit.data import available_datasets, load_images
@@ -77,9 +86,6 @@ def test_folder_and_its_archive_give_the_same_rows_links_included(tmp_path, rng,
 
 
 def test_an_archive_link_that_loops_is_named(tmp_path, rng):
-    import gzip
-
-    from reliability_trust_data import link, tar_bytes
 
     pixels = png_bytes(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
     raw = tar_bytes([("train/a/0.png", pixels), link("train/a/1.png", "2.png"), link("train/a/2.png", "1.png")])
@@ -203,8 +209,6 @@ def _run(code: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_crafted_tar_headers_end_in_one_line_on_data_and_encode_paths(tmp_path, rng):
-    import gzip
-
     pixels = png_bytes(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
     for name, raw in crafted_tars(pixels).items():
         (tmp_path / name).mkdir()
@@ -231,9 +235,8 @@ def test_crafted_tar_headers_end_in_one_line_on_data_and_encode_paths(tmp_path, 
 
 @pytest.mark.slow
 def test_bombs_and_endless_files_fail_fast_in_bounded_memory(tmp_path, rng):
-    import gzip
-
     (tmp_path / "zeros.tar.gz").write_bytes(gzip.compress(bytes(400 << 20), 9))  # 400 MB of zeros in ~400 KB
+    write_huge_member_tar(tmp_path / "huge.tar.gz", 800 << 20)  # one 800 MB "image"
     bomb = tmp_path / "bomb"
     _save(bomb / "a" / "0.png", rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
     (bomb / "b").mkdir()
@@ -253,7 +256,7 @@ def test_bombs_and_endless_files_fail_fast_in_bounded_memory(tmp_path, rng):
         from embedkit.errors import DataError
         import torch, torchvision.io, PIL.Image  # imported before the baseline is taken
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        for name in ("zeros.tar.gz", "bomb", "fifo", "zero"):
+        for name in ("zeros.tar.gz", "huge.tar.gz", "bomb", "fifo", "zero"):
             try:
                 load_images({str(tmp_path)!r} + "/" + name, "all")
             except DataError as exc:
@@ -266,7 +269,8 @@ def test_bombs_and_endless_files_fail_fast_in_bounded_memory(tmp_path, rng):
         """, timeout_s=90)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split(":", 1)[0] for line in lines[:-1]] == ["refused"] * 5, result.stdout
-    assert "zeros.tar.gz" in lines[0] and "16000x16000" in lines[1] and "regular file" in lines[2] + lines[3]
-    assert "t10k-images-idx3-ubyte.gz: truncated IDX file: 1+ data bytes, header says 1" in lines[4]
-    assert int(lines[-1].split()[1]) < 64, result.stdout  # before: 400 MB for each zeros file, 1.4 GB for the PNG
+    assert [line.split(":", 1)[0] for line in lines[:-1]] == ["refused"] * 6, result.stdout
+    assert "zeros.tar.gz" in lines[0] and "more than any image" in lines[1] and "16000x16000" in lines[2]
+    assert "regular file" in lines[3] and "regular file" in lines[4]
+    assert "t10k-images-idx3-ubyte.gz: truncated IDX file: 1+ data bytes, header says 1" in lines[5]
+    assert int(lines[-1].split()[1]) < 64, result.stdout  # before: 400-800 MB for each zeros file, 1.4 GB for the PNG
