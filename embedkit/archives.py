@@ -47,6 +47,8 @@ def read_archive_tree(path: Path, on_progress: Progress = None) -> dict[str, tup
              for member, body in _archive_members(path, lambda m: m.kind == "file" and m.name in needed)
              if body is not None)
     decoded = decode_all(items, len(needed), on_progress)
+    if needed - decoded.keys():  # the second pass read another archive than the first
+        raise DataError(f"{path}: changed while it was read ({shown(min(needed - decoded.keys()))} vanished)")
     splits = {}
     for split, entries in tree.items():
         names = [top + rel for _, _, rel in entries]

@@ -274,3 +274,21 @@ def test_bombs_and_endless_files_fail_fast_in_bounded_memory(tmp_path, rng):
     assert "regular file" in lines[3] and "regular file" in lines[4]
     assert "t10k-images-idx3-ubyte.gz: truncated IDX file: 1+ data bytes, header says 1" in lines[5]
     assert int(lines[-1].split()[1]) < 64, result.stdout  # before: 400-800 MB for each zeros file, 1.4 GB for the PNG
+
+
+def test_an_archive_replaced_between_the_two_passes_is_named(tmp_path, rng, monkeypatch):
+    from embedkit import archives
+
+    pixels = png_bytes(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
+    path = tmp_path / "pets.tar.gz"
+    path.write_bytes(gzip.compress(tar_bytes([("train/a/0.png", pixels), ("train/a/1.png", pixels)])))
+    listing = archives._archive_listing
+
+    def list_then_replace(archive):
+        result = listing(archive)
+        archive.write_bytes(gzip.compress(tar_bytes([("train/a/0.png", pixels)])))
+        return result
+
+    monkeypatch.setattr(archives, "_archive_listing", list_then_replace)
+    with pytest.raises(DataError, match=r"pets.tar.gz: changed while it was read \(train/a/1.png vanished\)"):
+        load_images(str(path), "train")
