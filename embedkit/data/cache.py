@@ -3,7 +3,8 @@
 Files live in `$EMBEDKIT_CACHE`, else the per-user cache folder, named `<dataset>-<split>-<path hash>-<state hash>`;
 the state (archive size and mtime, or every image's size and mtime) changes whenever the source does, so a stale
 entry is never read. Writes are atomic (temporary file, then `os.replace`) and replace older entries of the same
-source; a cache that cannot be written only costs a warning.
+source; temporary files of writers that died are removed by the next write. A cache that cannot be written only costs
+a warning.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from embedkit._util.atomic import atomic_path, remove_crashed_temps
 
 CACHE_FORMAT = 1  # bump when the decoded arrays would differ, so old entries are never read
 
@@ -75,18 +78,18 @@ def write_cache(stem: Path, images: np.ndarray, labels: np.ndarray, class_names:
 
 
 def _replace_atomically(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write through a temp file named after the writer's pid; `atomic_path` first removes temps of dead writers,
+    so a cache write killed midway leaves nothing behind for long."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
 
 
 def _remove_older_entries(stem: Path) -> None:
-    """Entries of the same dataset, split and source in an older state are dead weight."""
+    """Entries of the same dataset, split and source in an older state are dead weight, and so are the temp files
+    that writers of any state left when they died."""
     prefix = stem.name.rsplit("-", 1)[0] + "-"
     for old in stem.parent.iterdir():
         if old.name.startswith(prefix) and not old.name.startswith(stem.name + "."):
             old.unlink(missing_ok=True)
+        elif old.name.startswith("." + prefix) and ".tmp-" in old.name:
+            remove_crashed_temps(old.with_name(old.name[1:].rsplit(".tmp-", 1)[0]), locked=False)

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from embedkit.data import archives
+from embedkit.data import cifar_batches
 from embedkit.data import images as imagefiles
 from embedkit.data.cache import cache_stem, read_cache, read_cached_labels, write_cache
 from embedkit.errors import ConfigError, DataError
@@ -31,7 +32,7 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 KNOWN_DATASETS = {"cifar10": ("train", "test"), "mnist": ("train", "test")}
 MNIST_CLASSES = tuple(str(digit) for digit in range(10))
-_TORCHVISION_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+_TORCHVISION_BATCHES = cifar_batches.BATCHES
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
 _LAYOUTS = {"torchvision": "torchvision", "folder": "image folder", "archive": "tar.gz", "idx": "IDX"}
 
@@ -184,14 +185,8 @@ def _load(source: Source, split: str, on_progress: Progress) -> ImageSet:
 
 
 def _load_torchvision_cifar10(source: Source, split: str, on_progress: Progress = None) -> ImageSet:
-    from torchvision.datasets import CIFAR10
-
-    try:
-        data = CIFAR10(str(source.path.parent), train=split == "train", download=False)
-    except (RuntimeError, pickle.UnpicklingError, EOFError) as exc:
-        raise DataError(f"{source.path}: incomplete or corrupt CIFAR-10 batches ({exc})") from None
-    images, labels = np.ascontiguousarray(data.data), np.asarray(data.targets, dtype=np.int64)
-    return ImageSet(source.name, split, images, labels, tuple(data.classes), str(source.path))
+    images, labels, class_names = cifar_batches.read_split(source.path, split)
+    return ImageSet(source.name, split, images, labels, class_names, str(source.path))
 
 
 def _load_idx(source: Source, split: str, on_progress: Progress = None) -> ImageSet:
@@ -227,7 +222,7 @@ def _load_archive(source: Source, split: str, on_progress: Progress) -> ImageSet
     cached = read_cache(cache_stem(source.name, split, source.path, state))
     if cached is not None:
         return ImageSet(source.name, split, *cached, source=str(source.path))
-    splits = _known_splits(source, imagefiles.read_archive_tree(source.path, on_progress))
+    splits = _known_splits(source, archives.read_archive_tree(source.path, on_progress))
     tree = {name: entries for name, (entries, _) in splits.items()}
     class_names = imagefiles.class_names_of(tree)
     for name, (entries, images) in splits.items():
@@ -261,7 +256,10 @@ def _folder_state(root: Path, entries: list[imagefiles.Entry], class_names: tupl
     """Changes when any image of the split is added, removed, renamed or rewritten, or the class list changes."""
     digest = hashlib.sha1("\n".join(class_names).encode())
     for _, _, rel in entries:
-        stat = (root / rel).stat()
+        try:
+            stat = (root / rel).stat()
+        except OSError as exc:  # a link to nothing, or a file removed meanwhile
+            raise DataError(f"{root / rel}: cannot read image ({exc.strerror})") from None
         digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
@@ -293,7 +291,7 @@ def available_datasets(data_root: Path | None = None) -> list[dict]:
                 row.update(layout=_LAYOUTS[source.kind], source=str(source.path))
                 try:
                     row.update(_describe(source, split, listings))
-                except (DataError, OSError, pickle.UnpicklingError, KeyError) as exc:
+                except (DataError, OSError) as exc:
                     row["error"] = str(exc)
                 row["n_classes"] = len(row["class_names"]) if row["class_names"] is not None else None
             rows.append(row)
@@ -305,15 +303,14 @@ def _describe(source: Source, split: str, listings: dict[Path, dict]) -> dict:
     if source.kind == "idx":
         return {"n_images": imagefiles.read_idx_dims(source.path, 3)[0], "class_names": list(MNIST_CLASSES)}
     if source.kind == "torchvision":
-        with open(source.path / "batches.meta", "rb") as f:
-            class_names = pickle.load(f, encoding="latin1")["label_names"]
+        class_names = cifar_batches.read_class_names(source.path)  # md5-checked, then unpickled with no code
         return {"n_images": 10_000 * len(_TORCHVISION_BATCHES[split]), "class_names": list(class_names)}
     if source.kind == "archive":
         cached = read_cached_labels(cache_stem(source.name, split, source.path, _archive_state(source.path)))
         if cached is not None:
             return {"n_images": len(cached[0]), "class_names": list(cached[1]), "cached": True}
         if source.path not in listings:
-            listings[source.path] = _known_splits(source, imagefiles.list_archive_tree(source.path))
+            listings[source.path] = _known_splits(source, archives.list_archive_tree(source.path))
         tree = listings[source.path]
     else:
         tree = _known_splits(source, imagefiles.list_folder_tree(source.path))
@@ -325,6 +322,13 @@ def _describe(source: Source, split: str, listings: dict[Path, dict]) -> dict:
     else:
         cached = False
     return {"n_images": len(entries), "class_names": list(class_names), "cached": cached}
+
+
+def image_digest(image_set: ImageSet) -> str:
+    """sha256 of a split's pixels and labels: recorded by `encode`, so `retrieve` knows it draws the same images."""
+    digest = hashlib.sha256(np.ascontiguousarray(image_set.images).data)
+    digest.update(np.ascontiguousarray(image_set.labels, dtype=np.int64).data)
+    return digest.hexdigest()
 
 
 def subset_rows(n: int, size: int | None, seed: int) -> np.ndarray | None:

@@ -104,25 +104,44 @@ def load_group_images(attrs: dict, ids: np.ndarray, data_root: Path | None = Non
                       cache: dict | None = None) -> np.ndarray:
     """The source images (len(ids), H, W, C) uint8 of a group's `ids`, from its attrs `dataset` and `split`.
 
-    `cache` (optional dict) keeps each decoded split, so several stores or calls decode it once.
+    A known dataset (cifar10, mnist) is found under the data root; any other from the absolute path `encode`
+    recorded in attrs `source`, never by a name relative to the current folder. When attrs hold `source_digest`,
+    the images must still be those that were encoded. `cache` (optional dict) keeps each decoded split.
     """
-    from embedkit.data.sources import load_images
+    from embedkit.data.sources import KNOWN_DATASETS, image_digest, load_images
 
     dataset, split = attrs.get("dataset"), attrs.get("split")
     if not dataset or not split:
         raise DataError("the group's attrs name no source dataset/split, so its images cannot be shown")
-    key = (str(dataset), str(split))
+    where = _image_source(str(dataset), attrs.get("source"), KNOWN_DATASETS)
+    key = (where, str(split))
     cache = {} if cache is None else cache
     if key not in cache:
         try:
-            cache[key] = load_images(str(dataset), str(split), data_root).images
+            image_set = load_images(where, str(split), data_root)
         except DataError as exc:
             raise DataError(f"images of {dataset} {split} are needed to draw the figure: {exc}") from None
+        if attrs.get("source_digest") and image_digest(image_set) != attrs["source_digest"]:
+            raise DataError(f"{image_set.source}: the images of {dataset} {split} changed since they were encoded "
+                            "(their digest differs from the group's source_digest); re-encode them")
+        cache[key] = image_set.images
     images = cache[key]
     ids = np.asarray(ids)
     if len(ids) and (ids.min() < 0 or ids.max() >= len(images)):
         raise DataError(f"ids up to {ids.max()} do not fit {dataset} {split}, which has {len(images)} images")
     return images[ids]
+
+
+def _image_source(dataset: str, source: str | None, known: dict) -> str:
+    """What `load_images` is given: a known dataset's name, else the recorded absolute path of the images."""
+    if dataset in known:
+        return dataset
+    if source:
+        return str(source)
+    if not Path(dataset).is_absolute():
+        raise DataError(f"the group records no path for its images of {dataset!r} (a store from before sources "
+                        "were recorded), and a name relative to the current folder could be other images; re-encode")
+    return dataset
 
 
 def draw_retrieval(results: list[Retrieval], out_path: Path, *, data_root: Path | None = None) -> Path:

@@ -14,6 +14,7 @@ from embedkit.data.sources import (
     CIFAR10_STD,
     check_subset_size,
     chosen_rows,
+    image_digest,
     load_images,
     normalize,
     to_float_tensor,
@@ -104,7 +105,7 @@ def encode_to_store(
     `subset`: encode only that many images of each split, drawn with `seed` (ids keep their rows in the split).
 
     Groups carry provenance attrs: checkpoint (path), checkpoint_digest (sha256), config (JSON), dataset, split,
-    class_names. An existing group is an error unless `overwrite`; the groups are written in one transaction.
+    class_names, source (the absolute path the images were read from) and source_digest (`image_digest`). An existing group is an error unless `overwrite`; the groups are written in one transaction.
     Returns the group names written.
     """
     from embedkit.store.store import open_store
@@ -129,7 +130,8 @@ def encode_to_store(
     with store.transaction(groups, overwrite=overwrite) as transaction:  # every split lands, or none
         for image_set, group, split_rows in zip(image_sets, groups, rows):
             attrs = {**provenance, "dataset": image_set.dataset, "split": image_set.split,
-                     "class_names": list(image_set.class_names)}
+                     "class_names": list(image_set.class_names), "source": str(Path(image_set.source).absolute()),
+                     "source_digest": image_digest(image_set)}
             images = image_set.images if subset is None else image_set.images[split_rows]
             writer = transaction.new_group(group, encoder.dim, attrs, expected_rows=len(images))
             batches = iter_embeddings(encoder, images, batch_size=batch_size, device=device,
