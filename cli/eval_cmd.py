@@ -117,25 +117,17 @@ def plot_map(
     json_out: JsonOption = False,
 ) -> None:
     """2-D map (PCA or t-SNE) of a group, points coloured by class; several stores side by side."""
-    from embedkit.eval.maps import map_store
-    from embedkit.eval.plots import plot_maps
+    from embedkit.eval.maps import draw_maps
 
     figure_path = _figure_path(out, workspace, "map", f"map-{_slug(group)}-{method}.png")
-    maps = []
-    for path in _stores(stores, workspace):
-        with _status(f"{method} map of {path.stem} {group}", json_out):
-            maps.append(map_store(path, group, method, max_points=max_points, seed=seed))
-    class_names = next((m.class_names for m in maps if m.class_names), ())
-    shown = f"{len(maps[0].rows):,} of {maps[0].n_total:,} points" if len(maps[0].rows) < maps[0].n_total \
-        else f"{maps[0].n_total:,} points"
-    figure = plot_maps([(m.name, m.xy, m.labels) for m in maps], class_names,
-                       figure_path,
-                       title=f"{group}: {method.upper() if method == 'pca' else 't-SNE'} ({shown})")
+    with _status(f"{method} map of {group}", json_out):
+        maps, figure = draw_maps(_stores(stores, workspace), group, method, figure_path, max_points=max_points,
+                                 seed=seed)
     if json_out:
         print_json({"group": group, "method": method, "figure": str(figure),
                     "stores": [{"name": m.name, "points": len(m.rows), "total": m.n_total} for m in maps]})
         return
-    console.print(f"map of {group} ({shown}) -> {figure}")
+    console.print(f"map of {group} ({maps[0].shown}) -> {figure}")
 
 
 @app.command("retrieve")
@@ -153,21 +145,19 @@ def retrieve(
     json_out: JsonOption = False,
 ) -> None:
     """Retrieval grids: per class, a query image with its k nearest and k farthest images in the group."""
-    from embedkit.eval.retrieval import draw_retrieval, retrieve_store
+    from embedkit.eval.retrieval import draw_retrieval, retrieve_stores
 
-    paths = _stores(stores, workspace)
     figure_path = _figure_path(out, workspace, "retrieve", f"retrieve-{_slug(group)}.png")
-    first = retrieve_store(paths[0], group, k, per_class=per_class, seed=seed)
-    results = [first] + [retrieve_store(p, group, k, query_ids=first.query_ids) for p in paths[1:]]
+    results = retrieve_stores(_stores(stores, workspace), group, k, per_class=per_class, seed=seed)
     with _status("drawing the retrieval grid", json_out):
         figure = draw_retrieval(results, figure_path, data_root=data_root)
-    summary = [{"name": r.name, "nearest_same_class": float((r.nearest_labels == r.query_labels[:, None]).mean()),
-                "farthest_same_class": float((r.farthest_labels == r.query_labels[:, None]).mean())} for r in results]
+    summary = [{"name": r.name, "nearest_same_class": r.nearest_same_class,
+                "farthest_same_class": r.farthest_same_class} for r in results]
     if json_out:
         print_json({"group": group, "k": k, "per_class": per_class, "figure": str(figure),
                     "stores": [{**s, **r.to_dict()} for s, r in zip(summary, results)]})
         return
-    _table(f"retrieval in {group}: {len(first.query_ids)} queries, k={k}",
+    _table(f"retrieval in {group}: {len(results[0].query_ids)} queries, k={k}",
            ["store", "nearest: same class", "farthest: same class"],
            [[s["name"], f"{s['nearest_same_class']:.0%}", f"{s['farthest_same_class']:.0%}"] for s in summary])
     console.print(f"figure -> {figure}")
@@ -191,9 +181,8 @@ def anomaly(
     json_out: JsonOption = False,
 ) -> None:
     """Anomaly detection by kNN distance: ROC-AUC of normal vs OOD, ROC curves and the most anomalous images."""
-    from embedkit.eval.anomaly import anomaly_store, draw_top_anomalies
     from embedkit.errors import DataError
-    from embedkit.eval.plots import plot_roc
+    from embedkit.eval.anomaly import anomaly_store, draw_roc, draw_top_anomalies
 
     out_dir = _out_dir(out, workspace, "anomaly", "roc.png", "top-anomalies.png")
     results = []
@@ -202,8 +191,7 @@ def anomaly(
             results.append(anomaly_store(path, ood, k, reference_group=reference, normal_group=normal,
                                          data_root=data_root, device=device, on_progress=on_progress))
     first = results[0]
-    figures = {"roc": str(plot_roc([(r.name, r.result.fpr, r.result.tpr, r.result.roc_auc) for r in results],
-                                   out_dir / "roc.png", title=f"{first.normal_group} vs {first.ood_group}, k={k}"))}
+    figures = {"roc": str(draw_roc(results, out_dir / "roc.png"))}
     try:
         figures["top"] = str(draw_top_anomalies(results, top, out_dir / "top-anomalies.png", data_root=data_root))
     except DataError as exc:  # the scores stand without the pictures

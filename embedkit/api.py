@@ -12,8 +12,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from embedkit.errors import SearchError
-from embedkit.search.index import GroupIndex, NeighborResult, make_pairs, neighbors, open_group_index
 from embedkit.search.arrays import check_query
+from embedkit.search.index import GroupIndex, NeighborResult, make_pairs, neighbors, open_group_index
 from embedkit.store.store import GroupData
 from embedkit.store.store import Store as StoreFile
 from embedkit.store.store import open_store as open_store_file
@@ -48,17 +48,34 @@ class Store(StoreFile):
     def __iter__(self) -> Iterator[str]:
         return iter(self.groups())
 
-    def add(self, group: str, embeddings: np.ndarray, labels: np.ndarray | None = None,
-            ids: np.ndarray | None = None, attrs: dict[str, Any] | None = None, *, overwrite: bool = False) -> str:
+    def add(
+        self,
+        group: str,
+        embeddings: np.ndarray,
+        labels: np.ndarray | None = None,
+        ids: np.ndarray | None = None,
+        attrs: dict[str, Any] | None = None,
+        *,
+        overwrite: bool = False,
+    ) -> str:
         """Write embeddings (N, D) from memory as a new group, atomically; returns its content id.
 
         `labels` (N,) int (-1 for unknown) and `ids` (N,) unique int default to -1 and 0..N-1.
         """
         return self.write_group(group, embeddings, labels, ids, attrs, overwrite=overwrite)
 
-    def neighbors(self, group: str, k: int, *, farthest: bool = False, ids: Any = None,
-                  queries: np.ndarray | None = None, query_group: str | None = None, metric: str = "l2",
-                  index: str = "flat") -> NeighborResult:
+    def neighbors(
+        self,
+        group: str,
+        k: int,
+        *,
+        farthest: bool = False,
+        ids: Any = None,
+        queries: np.ndarray | None = None,
+        query_group: str | None = None,
+        metric: str = "l2",
+        index: str = "flat",
+    ) -> NeighborResult:
         """The k nearest (or farthest) rows of `group`, with their `ids` and true distances, nearest first.
 
         Queries are, by default, every row of `group` (a row is never its own neighbour); `ids` picks some of
@@ -66,19 +83,47 @@ class Store(StoreFile):
         `metric`: "l2" (Euclidean, not squared) or "cosine" (1 - cos); `index`: "flat" (exact), "hnsw", "ivf".
         """
         if queries is None:
-            return neighbors(self.path, group, k, farthest=farthest, query_group=query_group, query_ids=ids,
-                             metric=metric, index_kind=index)
+            return neighbors(
+                self.path,
+                group,
+                k,
+                farthest=farthest,
+                query_group=query_group,
+                query_ids=ids,
+                metric=metric,
+                index_kind=index,
+            )
         if ids is not None or query_group is not None:
             raise SearchError("pass either `queries` or `ids`/`query_group`, not both")
         searcher = self.index(group, index, metric=metric, farthest=farthest)
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        check_query(len(searcher.data.ids), searcher.reference.shape[1], queries, k, exclude_self=False,
-                    where=f"group '{group}' of {self.path}")
+        check_query(
+            len(searcher.data.ids),
+            searcher.reference.shape[1],
+            queries,
+            k,
+            exclude_self=False,
+            where=f"group '{group}' of {self.path}",
+        )
         distances, rows = searcher.search(queries, k)
         ref = searcher.data
-        return NeighborResult(group, "", k, farthest, metric, index, searcher.status, np.arange(len(queries)),
-                              np.full(len(queries), -1, np.int64), ref.ids[rows], rows, ref.labels[rows], distances,
-                              ref.content_id, tuple(ref.attrs.get("class_names", ())))
+        return NeighborResult(
+            group,
+            "",
+            k,
+            farthest,
+            metric,
+            index,
+            searcher.status,
+            np.arange(len(queries)),
+            np.full(len(queries), -1, np.int64),
+            ref.ids[rows],
+            rows,
+            ref.labels[rows],
+            distances,
+            ref.content_id,
+            ref.class_names,
+        )
 
     def pairs(self, group: str, k: int, out: Path | str, *, metric: str = "l2") -> Path:
         """Write each row's k nearest other rows to the pairs file `out` (neighbour-positive training); its path."""
@@ -92,9 +137,9 @@ class Store(StoreFile):
 def open_store(path: Path | str, *, create: bool = False) -> Store:
     """Open the store at `path` (`create=True`: a new, empty one if it does not exist).
 
-        >>> import embedkit
-        >>> with embedkit.open_store("embedkit-work/store.h5") as store:      # doctest: +SKIP
-        ...     print(store.groups(), len(store["cifar10/train"].ids))
+    >>> import embedkit
+    >>> with embedkit.open_store("embedkit-work/store.h5") as store:      # doctest: +SKIP
+    ...     print(store.groups(), len(store["cifar10/train"].ids))
     """
     checked = open_store_file(path, create=create)  # validates the file and every group's layout
     return Store(checked.path, checked.lock_timeout_s)

@@ -97,7 +97,7 @@ def test_missing_ood_group_with_a_vanished_checkpoint_says_so(tmp_path, rng):
 
 
 def test_missing_ood_group_is_encoded_with_the_checkpoint(tmp_path, rng, monkeypatch):
-    import embedkit.training.encode
+    import embedkit.eval.anomaly
     from embedkit.store.store import open_store
 
     checkpoint = tmp_path / "last.pt"
@@ -110,7 +110,7 @@ def test_missing_ood_group_is_encoded_with_the_checkpoint(tmp_path, rng, monkeyp
         open_store(store_path).write_group(f"{dataset}/{splits[0]}", np.full((20, 6), 10, np.float32))
         return [f"{dataset}/{splits[0]}"]
 
-    monkeypatch.setattr(embedkit.training.encode, "encode_to_store", fake_encode)
+    monkeypatch.setattr(embedkit.eval.anomaly, "encode_to_store", fake_encode)
     result = anomaly_store(path, "mnist", k=2)
     assert calls == [(checkpoint, "mnist", ["test"], path)]
     assert result.encoded and result.result.n_ood == 20 and result.result.roc_auc == 1.0

@@ -69,7 +69,7 @@ def test_retrieve_store_uses_given_query_ids_and_rejects_unknown_ones(tmp_path, 
     path = _store(tmp_path, rng, ids=np.arange(100, 130))
     result = retrieve_store(path, "toy/test", k=2, query_ids=np.array([105, 121]))
     np.testing.assert_array_equal(result.query_ids, [105, 121])
-    with pytest.raises(StoreError, match="no rows with ids 7"):
+    with pytest.raises(StoreError, match=r"ids not in group .toy/test.* hold the same images\): 7"):
         retrieve_store(path, "toy/test", k=2, query_ids=np.array([105, 7]))
 
 

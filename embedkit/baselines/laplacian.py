@@ -29,7 +29,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from embedkit.data.sources import check_subset_size, chosen_rows, load_images
 from embedkit.errors import ConfigError, DataError, StoreError
+from embedkit.search.index import build_index, search_index
+from embedkit.store.store import GroupData, open_store
 
 DEFAULT_DIM = 128
 DEFAULT_K = 10
@@ -122,8 +125,6 @@ def knn_graph(x: np.ndarray, k: int, *, on_progress: ProgressFn | None = None):
     import scipy.sparse as sp
     from scipy.sparse.csgraph import connected_components
 
-    from embedkit.search.index import build_index, search_index
-
     x = np.ascontiguousarray(x, dtype=np.float32)
     n = len(x)
     rows = search_index(build_index(x, "flat"), "flat", x, x, k, self_rows=np.arange(n), on_progress=on_progress)[1]
@@ -138,8 +139,6 @@ def knn_graph(x: np.ndarray, k: int, *, on_progress: ProgressFn | None = None):
 def _join_components(x: np.ndarray, w, labels: np.ndarray):
     """Add one weight-1 edge from each smaller component to the largest: its closest pair of rows."""
     import scipy.sparse as sp
-
-    from embedkit.search.index import build_index, search_index
 
     largest = np.argmax(np.bincount(labels))
     main_rows = np.flatnonzero(labels == largest)
@@ -249,8 +248,14 @@ class LaplacianRun:
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` object: store, groups, rows, config, n_components, seconds (per phase and total)."""
-        return {"store": str(self.store), "groups": list(self.groups), "rows": self.rows,
-                "config": asdict(self.config), "n_components": self.n_components, "seconds": self.seconds}
+        return {
+            "store": str(self.store),
+            "groups": list(self.groups),
+            "rows": self.rows,
+            "config": asdict(self.config),
+            "n_components": self.n_components,
+            "seconds": self.seconds,
+        }
 
 
 def flatten_pixels(images: np.ndarray) -> np.ndarray:
@@ -280,9 +285,6 @@ def fit_laplacian_to_store(
     `subset`: only that many images of each split, drawn with `seed`.
     `on_phase` announces "load <split>", then the phases of `laplacian_eigenmaps`, then "write".
     """
-    from embedkit.data.sources import check_subset_size, chosen_rows, load_images
-    from embedkit.store.store import GroupData, open_store
-
     check_subset_size(subset)
     started = time.perf_counter()
     store = open_store(out_store, create=True)
@@ -306,14 +308,26 @@ def fit_laplacian_to_store(
     if on_phase is not None:
         on_phase("write")
     offsets = np.cumsum([0] + [len(r) for r in rows])
-    parts = [GroupData(group, result.embedding[start:stop], s.labels[r], r,
-                       {"dataset": s.dataset, "split": s.split, "class_names": list(s.class_names),
-                        "config": {**asdict(config), "n_components": result.n_components, "source": s.source}})
-             for s, r, group, start, stop in zip(sets, rows, groups, offsets[:-1], offsets[1:])]
+    parts = [
+        GroupData(
+            group,
+            result.embedding[start:stop],
+            s.labels[r],
+            r,
+            {
+                "dataset": s.dataset,
+                "split": s.split,
+                "class_names": list(s.class_names),
+                "config": {**asdict(config), "n_components": result.n_components, "source": s.source},
+            },
+        )
+        for s, r, group, start, stop in zip(sets, rows, groups, offsets[:-1], offsets[1:])
+    ]
     store.write_groups(parts, overwrite=overwrite)  # train and test land together, or neither
     seconds = {"load": load_s, **result.seconds, "total": round(time.perf_counter() - started, 3)}
-    return LaplacianRun(store.path, groups, {g: len(r) for g, r in zip(groups, rows)}, config,
-                        result.n_components, seconds)
+    return LaplacianRun(
+        store.path, groups, {g: len(r) for g, r in zip(groups, rows)}, config, result.n_components, seconds
+    )
 
 
 def _check_writable(store, groups: tuple[str, ...], overwrite: bool) -> None:

@@ -23,9 +23,12 @@ import numpy as np
 import torch
 
 from embedkit._util.atomic import same_file
+from embedkit.device import pick_device
 from embedkit.errors import ConfigError, StoreError
-from embedkit.training.losses import vicreg_loss
+from embedkit.search.index import knn
+from embedkit.store.store import GroupData, open_store
 from embedkit.training.config import diverged, finite_checks
+from embedkit.training.losses import vicreg_loss
 
 GROUPS = ("cifar10/train", "cifar10/test")
 METHOD = "latent-optimization"
@@ -70,9 +73,17 @@ class LatentRun:
 
     def to_json(self) -> dict:
         """The `--json` object: store, n_train, n_test, epochs, seconds, first and final epoch's loss terms, config."""
-        return {"store": str(self.store), "groups": list(GROUPS), "n_train": self.n_train, "n_test": self.n_test,
-                "epochs": self.config.epochs, "seconds": round(self.seconds, 2), "first": self.epoch_terms[0],
-                "final": self.epoch_terms[-1], "config": self.config.to_dict()}
+        return {
+            "store": str(self.store),
+            "groups": list(GROUPS),
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "epochs": self.config.epochs,
+            "seconds": round(self.seconds, 2),
+            "first": self.epoch_terms[0],
+            "final": self.epoch_terms[-1],
+            "config": self.config.to_dict(),
+        }
 
 
 def check_latent_config(config: LatentConfig, n_rows: int) -> None:
@@ -96,15 +107,18 @@ def initial_vectors(n: int, config: LatentConfig) -> torch.Tensor:
     return torch.randn(n, config.dim, generator=torch.Generator().manual_seed(config.seed))
 
 
-def fit_latent(neighbours: np.ndarray, config: LatentConfig, *, device: str = "auto",
-               on_progress: Callable[[int, int], None] | None = None) -> LatentFit:
+def fit_latent(
+    neighbours: np.ndarray,
+    config: LatentConfig,
+    *,
+    device: str = "auto",
+    on_progress: Callable[[int, int], None] | None = None,
+) -> LatentFit:
     """Fit one free vector per row of `neighbours` (N, k') int64 (row r's nearest rows, r excluded).
 
     Each epoch visits every row once as an anchor, in a seeded random order; its positive is one of its first
     `config.k` neighbours drawn at random. `on_progress(step, total_steps)` after every step.
     """
-    from embedkit.device import pick_device
-
     neighbours = np.asarray(neighbours, dtype=np.int64)[:, : config.k]
     n = len(neighbours)
     check_latent_config(config, n)
@@ -130,8 +144,9 @@ def fit_latent(neighbours: np.ndarray, config: LatentConfig, *, device: str = "a
             terms.total.backward()
             optimizer.step()
             values = terms.as_floats()
-            error = diverged("latent optimization", "the loss", values, epoch, config.epochs,
-                             epoch * steps_per_epoch + step + 1)
+            error = diverged(
+                "latent optimization", "the loss", values, epoch, config.epochs, epoch * steps_per_epoch + step + 1
+            )
             if error is not None:
                 raise error
             for key, value in values.items():
@@ -140,22 +155,31 @@ def fit_latent(neighbours: np.ndarray, config: LatentConfig, *, device: str = "a
                 on_progress(epoch * steps_per_epoch + step + 1, config.epochs * steps_per_epoch)
         epoch_terms.append({"epoch": epoch, **sums})
     if not torch.isfinite(table.weight).all():  # the last step's update overflowed
-        raise diverged("latent optimization", "a vector", {"vector": math.nan}, config.epochs - 1, config.epochs,
-                       config.epochs * steps_per_epoch)
+        raise diverged(
+            "latent optimization",
+            "a vector",
+            {"vector": math.nan},
+            config.epochs - 1,
+            config.epochs,
+            config.epochs * steps_per_epoch,
+        )
     return LatentFit(table.weight.detach().cpu().numpy().astype(np.float32), epoch_terms)
 
 
-def fit_latent_to_store(source_store: Path | str, out_store: Path | str, config: LatentConfig, *,
-                        device: str = "auto", on_progress: Callable[[int, int], None] | None = None) -> LatentRun:
+def fit_latent_to_store(
+    source_store: Path | str,
+    out_store: Path | str,
+    config: LatentConfig,
+    *,
+    device: str = "auto",
+    on_progress: Callable[[int, int], None] | None = None,
+) -> LatentRun:
     """Fit free vectors for cifar10/train and cifar10/test together; write both groups to `out_store`.
 
     Neighbours: exact kNN (never itself) over `source_store`'s embeddings of the two groups concatenated (another
     model's, e.g. VICReg's). Groups written (overwriting) keep the source's labels, ids and dataset attrs, plus
     config JSON with method, the LatentConfig, the source store and its groups' content ids.
     """
-    from embedkit.search.index import knn
-    from embedkit.store.store import GroupData, open_store
-
     source_store, out_store = Path(source_store), Path(out_store)
     if out_store.exists() and source_store.exists() and same_file(out_store, source_store):
         raise StoreError(f"{out_store}: is the source store; write the latent groups to another store")
@@ -163,8 +187,10 @@ def fit_latent_to_store(source_store: Path | str, out_store: Path | str, config:
     missing = [g for g in GROUPS if g not in source]
     if missing:
         groups = ", ".join(source.groups()) or "none"
-        raise StoreError(f"{source_store}: group '{missing[0]}' not found (groups: {groups}); "
-                         "encode cifar10 train and test into it first")
+        raise StoreError(
+            f"{source_store}: group '{missing[0]}' not found (groups: {groups}); "
+            "encode cifar10 train and test into it first"
+        )
     parts = [source.read(g) for g in GROUPS]
     started = time.perf_counter()
     embeddings = np.concatenate([p.embeddings for p in parts]).astype(np.float32)
@@ -172,14 +198,28 @@ def fit_latent_to_store(source_store: Path | str, out_store: Path | str, config:
     _, neighbours = knn(embeddings, embeddings, config.k, exclude_self=True)
     fit = fit_latent(neighbours, config, device=device, on_progress=on_progress)
     seconds = time.perf_counter() - started
-    provenance = {"method": METHOD, **config.to_dict(), "source_store": str(source_store.resolve()),
-                  "source_content_ids": {p.name: source.content_id(p.name) for p in parts},
-                  "fitted_together": list(GROUPS), "projector": False}
+    provenance = {
+        "method": METHOD,
+        **config.to_dict(),
+        "source_store": str(source_store.resolve()),
+        "source_content_ids": {p.name: source.content_id(p.name) for p in parts},
+        "fitted_together": list(GROUPS),
+        "projector": False,
+    }
     out = open_store(out_store, create=True)
     offsets = np.cumsum([0] + [len(part.embeddings) for part in parts])
-    fitted = [GroupData(part.name, fit.vectors[start:stop], part.labels, part.ids,
-                        {**{key: part.attrs[key] for key in ("dataset", "split", "class_names") if key in part.attrs},
-                         "config": provenance})
-              for part, start, stop in zip(parts, offsets[:-1], offsets[1:])]
+    fitted = [
+        GroupData(
+            part.name,
+            fit.vectors[start:stop],
+            part.labels,
+            part.ids,
+            {
+                **{key: part.attrs[key] for key in ("dataset", "split", "class_names") if key in part.attrs},
+                "config": provenance,
+            },
+        )
+        for part, start, stop in zip(parts, offsets[:-1], offsets[1:])
+    ]
     out.write_groups(fitted, overwrite=True)  # train and test land together, or neither
     return LatentRun(out.path, len(parts[0].embeddings), len(parts[1].embeddings), config, seconds, fit.epoch_terms)

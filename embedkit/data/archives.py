@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from embedkit.errors import DataError
 from embedkit.data.images import (
     Entry,
     Progress,
@@ -28,6 +27,7 @@ from embedkit.data.images import (
     stack_images,
 )
 from embedkit.data.tar import Member, iter_tar_members
+from embedkit.errors import DataError
 
 _MAX_DEPTH = 4  # top folder / split / class / file
 _MAX_LINK_HOPS = 40  # as Linux's symlink limit

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedkit.data import archives
-from embedkit.data import cifar_batches
+from embedkit.data import archives, cifar_batches
 from embedkit.data import images as imagefiles
 from embedkit.data.cache import cache_stem, read_cache, read_cached_labels, write_cache
 from embedkit.errors import ConfigError, DataError

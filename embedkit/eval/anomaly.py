@@ -15,6 +15,11 @@ from typing import Callable
 import numpy as np
 
 from embedkit.errors import ConfigError, StoreError, about
+from embedkit.eval.plots import plot_image_grid, plot_roc
+from embedkit.eval.retrieval import load_group_images
+from embedkit.search.index import knn
+from embedkit.store.store import class_name, open_store
+from embedkit.training.encode import encode_to_store
 
 ProgressFn = Callable[[int, int], None]
 
@@ -24,8 +29,6 @@ def knn_scores(reference: np.ndarray, queries: np.ndarray, k: int, *, leave_one_
 
     `leave_one_out`: the queries are the reference rows, in order, and a row is never its own neighbour.
     """
-    from embedkit.search.index import knn
-
     distances, _ = knn(reference, queries, k, exclude_self=leave_one_out)
     return distances.mean(axis=1, dtype=np.float64).astype(np.float32)
 
@@ -48,17 +51,25 @@ class AnomalyResult:
     def to_dict(self) -> dict:
         """The scalar results (what `--json` prints)."""
         normal, ood = self.scores[~self.is_ood], self.scores[self.is_ood]
-        return {"k": self.k, "roc_auc": self.roc_auc, "n_reference": self.n_reference, "n_normal": self.n_normal,
-                "n_ood": self.n_ood, "mean_score_normal": float(normal.mean()), "mean_score_ood": float(ood.mean()),
-                "leave_one_out": list(self.leave_one_out)}
+        return {
+            "k": self.k,
+            "roc_auc": self.roc_auc,
+            "n_reference": self.n_reference,
+            "n_normal": self.n_normal,
+            "n_ood": self.n_ood,
+            "mean_score_normal": float(normal.mean()),
+            "mean_score_ood": float(ood.mean()),
+            "leave_one_out": list(self.leave_one_out),
+        }
 
     def top(self, n: int) -> np.ndarray:
         """Positions (n,) of the highest scores, most anomalous first (ties: the earlier position)."""
         return np.argsort(-self.scores, kind="stable")[:n]
 
 
-def detect_anomalies(reference: np.ndarray, normal: np.ndarray, ood: np.ndarray, k: int, *,
-                     leave_one_out: tuple[str, ...] = ()) -> AnomalyResult:
+def detect_anomalies(
+    reference: np.ndarray, normal: np.ndarray, ood: np.ndarray, k: int, *, leave_one_out: tuple[str, ...] = ()
+) -> AnomalyResult:
     """Score `normal` (N, D) and `ood` (M, D) against `reference` (R, D) with `knn_scores`; ROC-AUC with OOD = 1.
 
     `leave_one_out` names the sets ("normal", "ood") that are the reference rows themselves: scored leave-one-out.
@@ -67,13 +78,26 @@ def detect_anomalies(reference: np.ndarray, normal: np.ndarray, ood: np.ndarray,
 
     if len(normal) == 0 or len(ood) == 0:
         raise ConfigError(f"ROC-AUC needs normal and OOD points, got {len(normal)} normal and {len(ood)} OOD")
-    scores = np.concatenate([knn_scores(reference, normal, k, leave_one_out="normal" in leave_one_out),
-                             knn_scores(reference, ood, k, leave_one_out="ood" in leave_one_out)])
+    scores = np.concatenate(
+        [
+            knn_scores(reference, normal, k, leave_one_out="normal" in leave_one_out),
+            knn_scores(reference, ood, k, leave_one_out="ood" in leave_one_out),
+        ]
+    )
     is_ood = np.concatenate([np.zeros(len(normal), bool), np.ones(len(ood), bool)])
     fpr, tpr, _ = roc_curve(is_ood, scores)
-    return AnomalyResult(k=k, roc_auc=float(roc_auc_score(is_ood, scores)), n_reference=len(reference),
-                         n_normal=len(normal), n_ood=len(ood), scores=scores, is_ood=is_ood, fpr=fpr, tpr=tpr,
-                         leave_one_out=tuple(leave_one_out))
+    return AnomalyResult(
+        k=k,
+        roc_auc=float(roc_auc_score(is_ood, scores)),
+        n_reference=len(reference),
+        n_normal=len(normal),
+        n_ood=len(ood),
+        scores=scores,
+        is_ood=is_ood,
+        fpr=fpr,
+        tpr=tpr,
+        leave_one_out=tuple(leave_one_out),
+    )
 
 
 def ood_group_name(ood: str) -> str:
@@ -99,24 +123,38 @@ class StoreAnomaly:
 
     def top(self, n: int) -> list[dict]:
         """The `n` most anomalous points: group, id, label, score, whether OOD (what `--json` prints)."""
-        return [{"group": self.groups[i], "id": int(self.ids[i]), "label": int(self.labels[i]),
-                 "score": float(self.result.scores[i]), "ood": bool(self.result.is_ood[i])}
-                for i in self.result.top(n)]
+        return [
+            {
+                "group": self.groups[i],
+                "id": int(self.ids[i]),
+                "label": int(self.labels[i]),
+                "score": float(self.result.scores[i]),
+                "ood": bool(self.result.is_ood[i]),
+            }
+            for i in self.result.top(n)
+        ]
 
 
-def anomaly_store(store_path: Path | str, ood: str, k: int, *, reference_group: str = "cifar10/train",
-                  normal_group: str = "cifar10/test", data_root: Path | None = None, device: str = "auto",
-                  on_progress: ProgressFn | None = None) -> StoreAnomaly:
+def anomaly_store(
+    store_path: Path | str,
+    ood: str,
+    k: int,
+    *,
+    reference_group: str = "cifar10/train",
+    normal_group: str = "cifar10/test",
+    data_root: Path | None = None,
+    device: str = "auto",
+    on_progress: ProgressFn | None = None,
+) -> StoreAnomaly:
     """Score `normal_group` and the OOD group (`ood`: dataset name or group) against `reference_group`.
 
     If the OOD group is missing and the reference group's attrs name its checkpoint, it is encoded into the store.
     """
-    from embedkit.store.store import open_store
-
     store_path = Path(store_path)
     ood_group = ood_group_name(ood)
-    encoded = ensure_group(store_path, ood_group, reference_group, data_root=data_root, device=device,
-                           on_progress=on_progress)
+    encoded = ensure_group(
+        store_path, ood_group, reference_group, data_root=data_root, device=device, on_progress=on_progress
+    )
     store = open_store(store_path)
     with store.snapshot():
         reference, normal, outlier = (store.read(g) for g in (reference_group, normal_group, ood_group))
@@ -124,18 +162,31 @@ def anomaly_store(store_path: Path | str, ood: str, k: int, *, reference_group: 
         same = tuple(role for role, g in (("normal", normal_group), ("ood", ood_group)) if g == reference_group)
         result = detect_anomalies(reference.embeddings, normal.embeddings, outlier.embeddings, k, leave_one_out=same)
     groups = (normal_group,) * len(normal.ids) + (ood_group,) * len(outlier.ids)
-    return StoreAnomaly(name=store_path.stem, store_path=store_path, reference_group=reference_group,
-                        normal_group=normal_group, ood_group=ood_group, result=result, groups=groups,
-                        ids=np.concatenate([normal.ids, outlier.ids]),
-                        labels=np.concatenate([normal.labels, outlier.labels]),
-                        group_attrs={normal_group: normal.attrs, ood_group: outlier.attrs}, encoded=encoded)
+    return StoreAnomaly(
+        name=store_path.stem,
+        store_path=store_path,
+        reference_group=reference_group,
+        normal_group=normal_group,
+        ood_group=ood_group,
+        result=result,
+        groups=groups,
+        ids=np.concatenate([normal.ids, outlier.ids]),
+        labels=np.concatenate([normal.labels, outlier.labels]),
+        group_attrs={normal_group: normal.attrs, ood_group: outlier.attrs},
+        encoded=encoded,
+    )
 
 
-def ensure_group(store_path: Path, group: str, like_group: str, *, data_root: Path | None = None,
-                 device: str = "auto", on_progress: ProgressFn | None = None) -> bool:
+def ensure_group(
+    store_path: Path,
+    group: str,
+    like_group: str,
+    *,
+    data_root: Path | None = None,
+    device: str = "auto",
+    on_progress: ProgressFn | None = None,
+) -> bool:
     """Make sure `group` exists, encoding it with the checkpoint of `like_group` if needed. True if it encoded."""
-    from embedkit.store.store import open_store
-
     store = open_store(store_path)
     if group in store:
         return False
@@ -145,22 +196,28 @@ def ensure_group(store_path: Path, group: str, like_group: str, *, data_root: Pa
         raise StoreError(f"{store_path}: group '{like_group}' not found (groups: {', '.join(store.groups())})")
     checkpoint = store.info(like_group).attrs.get("checkpoint")
     if not checkpoint:
-        raise StoreError(f"{store_path}: group '{group}' not found and group '{like_group}' names no checkpoint "
-                         f"to encode it with; {how}")
+        raise StoreError(
+            f"{store_path}: group '{group}' not found and group '{like_group}' names no checkpoint "
+            f"to encode it with; {how}"
+        )
     if not Path(checkpoint).is_file():
         raise StoreError(f"{store_path}: group '{group}' not found and its checkpoint {checkpoint} is gone; {how}")
-    from embedkit.training.encode import encode_to_store
 
-    encode_to_store(Path(checkpoint), dataset, [split], store_path, data_root=data_root, device=device,
-                    on_progress=on_progress)
+    encode_to_store(
+        Path(checkpoint), dataset, [split], store_path, data_root=data_root, device=device, on_progress=on_progress
+    )
     return True
+
+
+def draw_roc(results: list[StoreAnomaly], out_path: Path) -> Path:
+    """One ROC curve per store (normal vs OOD), with the chance diagonal."""
+    first = results[0]
+    curves = [(r.name, r.result.fpr, r.result.tpr, r.result.roc_auc) for r in results]
+    return plot_roc(curves, out_path, title=f"{first.normal_group} vs {first.ood_group}, k={first.result.k}")
 
 
 def draw_top_anomalies(results: list[StoreAnomaly], n: int, out_path: Path, *, data_root: Path | None = None) -> Path:
     """A grid with one row per store: its `n` most anomalous images, captioned with group, class and score."""
-    from embedkit.eval.plots import plot_image_grid
-    from embedkit.eval.retrieval import class_name, load_group_images
-
     cache: dict = {}
     rows = []
     for r in results:
@@ -171,5 +228,9 @@ def draw_top_anomalies(results: list[StoreAnomaly], n: int, out_path: Path, *, d
             cells.append((image, f"{point['group']}: {class_name(attrs, point['label'])}\n{point['score']:.2f}"))
         rows.append((r.name, cells))
     first = results[0]
-    return plot_image_grid(rows, out_path, title=f"most anomalous of {first.normal_group} + {first.ood_group} "
-                                                 f"(mean L2 to {first.result.k} nearest in {first.reference_group})")
+    return plot_image_grid(
+        rows,
+        out_path,
+        title=f"most anomalous of {first.normal_group} + {first.ood_group} "
+        f"(mean L2 to {first.result.k} nearest in {first.reference_group})",
+    )

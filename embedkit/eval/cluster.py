@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from embedkit.errors import ConfigError, about
+from embedkit.eval.maps import map_store
+from embedkit.eval.plots import plot_clusters
+from embedkit.store.store import open_store
 
 SILHOUETTE_MAX_POINTS = 10_000
 KMEANS_N_INIT = 4
@@ -35,15 +38,26 @@ class ClusterResult:
     def to_dict(self) -> dict:
         """The scalar results (what `--json` prints)."""
         return {
-            "k": self.k, "n": self.n, "inertia": self.inertia, "silhouette_kmeans": self.silhouette_kmeans,
-            "silhouette_classes": self.silhouette_classes, "silhouette_points": self.silhouette_points,
-            "silhouette_sampled": self.silhouette_points < self.n, "ari": self.ari, "nmi": self.nmi,
+            "k": self.k,
+            "n": self.n,
+            "inertia": self.inertia,
+            "silhouette_kmeans": self.silhouette_kmeans,
+            "silhouette_classes": self.silhouette_classes,
+            "silhouette_points": self.silhouette_points,
+            "silhouette_sampled": self.silhouette_points < self.n,
+            "ari": self.ari,
+            "nmi": self.nmi,
             "cluster_sizes": np.bincount(self.assignments, minlength=self.k).tolist(),
         }
 
 
 def cluster_embeddings(
-    x: np.ndarray, k: int, labels: np.ndarray | None = None, *, seed: int = 0, n_init: int = KMEANS_N_INIT,
+    x: np.ndarray,
+    k: int,
+    labels: np.ndarray | None = None,
+    *,
+    seed: int = 0,
+    n_init: int = KMEANS_N_INIT,
     silhouette_max_points: int = SILHOUETTE_MAX_POINTS,
 ) -> ClusterResult:
     """k-means of `x` (N, D) into `k` clusters; silhouettes (L2) of the clusters and of `labels` (N,), ARI and NMI.
@@ -61,8 +75,11 @@ def cluster_embeddings(
     kmeans = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x)
     assignments = kmeans.labels_.astype(np.int64)
     rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(len(x), silhouette_max_points, replace=False)) if len(x) > silhouette_max_points \
+    sample = (
+        np.sort(rng.choice(len(x), silhouette_max_points, replace=False))
+        if len(x) > silhouette_max_points
         else np.arange(len(x))
+    )
     known = np.ones(len(x), bool) if labels is None else np.asarray(labels) >= 0
     ari = nmi = silhouette_classes = None
     if labels is not None and known.any():
@@ -71,9 +88,15 @@ def cluster_embeddings(
         nmi = float(normalized_mutual_info_score(labels[known], assignments[known]))
         silhouette_classes = _silhouette(x, labels, sample[known[sample]])
     return ClusterResult(
-        k=k, n=len(x), inertia=float(kmeans.inertia_),
-        silhouette_kmeans=_silhouette(x, assignments, sample), silhouette_classes=silhouette_classes,
-        silhouette_points=len(sample), ari=ari, nmi=nmi, assignments=assignments,
+        k=k,
+        n=len(x),
+        inertia=float(kmeans.inertia_),
+        silhouette_kmeans=_silhouette(x, assignments, sample),
+        silhouette_classes=silhouette_classes,
+        silhouette_points=len(sample),
+        ari=ari,
+        nmi=nmi,
+        assignments=assignments,
         centroids=kmeans.cluster_centers_.astype(np.float32),
     )
 
@@ -100,28 +123,33 @@ def centroids_2d(xy: np.ndarray, assignments: np.ndarray, k: int) -> np.ndarray:
 
 def cluster_store(store_path: Path | str, group: str, k: int, *, seed: int = 0) -> ClusterResult:
     """`cluster_embeddings` on one group of a store, scored against its labels."""
-    from embedkit.store.store import open_store
-
     data = open_store(store_path).read(group)
     with about(store_path, group):
         return cluster_embeddings(data.embeddings, k, data.labels, seed=seed)
 
 
-def draw_clusters(stores: list[Path], group: str, k: int, out_path: Path, *, map_method: str = "tsne",
-                  max_points: int = 10_000, seed: int = 0) -> tuple[list[tuple[str, ClusterResult]], Path]:
+def draw_clusters(
+    stores: list[Path],
+    group: str,
+    k: int,
+    out_path: Path,
+    *,
+    map_method: str = "tsne",
+    max_points: int = 10_000,
+    seed: int = 0,
+) -> tuple[list[tuple[str, ClusterResult]], Path]:
     """Cluster `group` of each store and draw its 2-D map coloured by cluster beside one coloured by class.
 
     Returns [(store name, ClusterResult)] and the figure's path; one figure row per store.
     """
-    from embedkit.eval.maps import map_store
-    from embedkit.eval.plots import plot_clusters
-
     results, panels, class_names = [], [], ()
     for path in stores:
         result = cluster_store(path, group, k, seed=seed)
         group_map = map_store(path, group, map_method, max_points=max_points, seed=seed)
         clusters = result.assignments[group_map.rows]
-        panels.append((group_map.name, group_map.xy, clusters, group_map.labels, centroids_2d(group_map.xy, clusters, k)))
+        panels.append(
+            (group_map.name, group_map.xy, clusters, group_map.labels, centroids_2d(group_map.xy, clusters, k))
+        )
         results.append((group_map.name, result))
         class_names = class_names or group_map.class_names
     figure = plot_clusters(panels, class_names, out_path, title=f"{group}: k-means, k={k}")

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from embedkit.device import default_threads
 from embedkit.errors import ConfigError, about
+from embedkit.eval.plots import plot_maps
+from embedkit.store.store import open_store
 
 METHODS = ("pca", "tsne")
 MAP_MAX_POINTS = 10_000
@@ -20,8 +23,9 @@ TSNE_PERPLEXITY = 30.0
 TSNE_MAX_ITER = 500  # 250 exaggerated + 250 plain; 10,000 points take ~80 s of CPU (1000 take ~160 s)
 
 
-def project_2d(x: np.ndarray, method: str = "pca", *, seed: int = 0, n_jobs: int | None = None,
-               tsne_max_iter: int = TSNE_MAX_ITER) -> np.ndarray:
+def project_2d(
+    x: np.ndarray, method: str = "pca", *, seed: int = 0, n_jobs: int | None = None, tsne_max_iter: int = TSNE_MAX_ITER
+) -> np.ndarray:
     """Project `x` (N, D) to (N, 2) float32 with PCA or t-SNE (PCA to 50 dims, PCA init, seeded)."""
     from sklearn.decomposition import PCA
 
@@ -43,13 +47,18 @@ def _tsne(x: np.ndarray, seed: int, n_jobs: int | None, max_iter: int) -> np.nda
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
-    from embedkit.device import default_threads
-
     dims = min(TSNE_PCA_DIMS, x.shape[1], len(x))
     reduced = PCA(n_components=dims, random_state=seed).fit_transform(x) if dims < x.shape[1] else x
     perplexity = min(TSNE_PERPLEXITY, (len(x) - 1) / 3)  # sklearn requires perplexity < N
-    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", max_iter=max_iter,
-                random_state=seed, n_jobs=n_jobs or default_threads())
+    tsne = TSNE(
+        n_components=2,
+        perplexity=perplexity,
+        init="pca",
+        learning_rate="auto",
+        max_iter=max_iter,
+        random_state=seed,
+        n_jobs=n_jobs or default_threads(),
+    )
     return tsne.fit_transform(reduced).astype(np.float32)
 
 
@@ -73,12 +82,18 @@ class GroupMap:
     labels: np.ndarray = field(repr=False)
     class_names: tuple[str, ...] = ()
 
+    @property
+    def shown(self) -> str:
+        """'2,000 of 10,000 points' for a sample, '10,000 points' otherwise."""
+        if len(self.rows) < self.n_total:
+            return f"{len(self.rows):,} of {self.n_total:,} points"
+        return f"{self.n_total:,} points"
 
-def map_store(store_path: Path | str, group: str, method: str = "pca", *, max_points: int = MAP_MAX_POINTS,
-              seed: int = 0) -> GroupMap:
+
+def map_store(
+    store_path: Path | str, group: str, method: str = "pca", *, max_points: int = MAP_MAX_POINTS, seed: int = 0
+) -> GroupMap:
     """Map a store group to 2-D (at most `max_points` rows, seeded sample). Named after the store's file stem."""
-    from embedkit.store.store import open_store
-
     if max_points < 1:
         raise ConfigError(f"max_points={max_points}: map at least 1 row")
 
@@ -86,15 +101,28 @@ def map_store(store_path: Path | str, group: str, method: str = "pca", *, max_po
     rows = sample_rows(len(data.ids), max_points, seed)
     with about(store_path, group):
         xy = project_2d(data.embeddings[rows], method, seed=seed)
-    return GroupMap(name=Path(store_path).stem, group=group, method=method, n_total=len(data.ids), rows=rows,
-                    xy=xy, labels=data.labels[rows], class_names=class_names_of(data.attrs))
+    return GroupMap(
+        name=Path(store_path).stem,
+        group=group,
+        method=method,
+        n_total=len(data.ids),
+        rows=rows,
+        xy=xy,
+        labels=data.labels[rows],
+        class_names=data.class_names,
+    )
 
 
-def class_names_of(attrs: dict) -> tuple[str, ...]:
-    """The group's class names (attr `class_names`), or () when it has none."""
-    names = attrs.get("class_names")
-    if names is None:
-        return ()
-    if isinstance(names, str):
-        return (names,)
-    return tuple(str(name) for name in names)
+def draw_maps(
+    stores: list[Path], group: str, method: str, out_path: Path, *, max_points: int = MAP_MAX_POINTS, seed: int = 0
+) -> tuple[list[GroupMap], Path]:
+    """Map `group` of each store and draw the maps side by side, coloured by class: (maps, figure path)."""
+    maps = [map_store(path, group, method, max_points=max_points, seed=seed) for path in stores]
+    class_names = next((m.class_names for m in maps if m.class_names), ())
+    figure = plot_maps(
+        [(m.name, m.xy, m.labels) for m in maps],
+        class_names,
+        out_path,
+        title=f"{group}: {'PCA' if method == 'pca' else 't-SNE'} ({maps[0].shown})",
+    )
+    return maps, figure

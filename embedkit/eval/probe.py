@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from embedkit.errors import ConfigError
+from embedkit.search.index import knn
+from embedkit.store.store import open_store
 
 PROBE_MAX_ITER = 150  # L-BFGS iterations: on 50,000 x 128 synthetic embeddings accuracy is flat after ~100
 PROBE_WEIGHT_DECAY = 1e-4  # adds 1e-4 * ||W||^2 to the mean cross-entropy (the bias is not penalised)
@@ -42,8 +44,16 @@ class ProbeResult:
         return asdict(self)
 
 
-def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, *,
-                 knn_k: int = KNN_K, max_iter: int = PROBE_MAX_ITER, test_is_train: bool = False) -> ProbeResult:
+def linear_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    *,
+    knn_k: int = KNN_K,
+    max_iter: int = PROBE_MAX_ITER,
+    test_is_train: bool = False,
+) -> ProbeResult:
     """Fit a linear classifier on `train_x` (N, D) / `train_y` (N,) int, score it on `test_x` (M, D) / `test_y` (M,).
 
     Rows with label -1 (unknown) are dropped. Also reports a kNN-classifier accuracy (`knn_k` neighbours, cosine);
@@ -61,8 +71,10 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     train_pred = np.argmax(((train_x - mean) / std) @ weight.T + bias, axis=1)
     test_pred = np.argmax(((test_x - mean) / std) @ weight.T + bias, axis=1)
     if test_is_train and len(train_x) < 2:
-        raise ConfigError(f"train is test and has {len(train_x)} labelled row: the kNN vote leaves each row out, "
-                          "so it needs at least 2")
+        raise ConfigError(
+            f"train is test and has {len(train_x)} labelled row: the kNN vote leaves each row out, "
+            "so it needs at least 2"
+        )
     knn_k = min(knn_k, len(train_x) - test_is_train)
     knn_pred = knn_classify(train_x, train_y, test_x, knn_k, exclude_self=test_is_train)
     return ProbeResult(
@@ -117,23 +129,27 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, max_iter: int) -
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        fit = minimize(loss_and_grad, np.zeros(n_classes * (d + 1)), jac=True, method="L-BFGS-B",
-                       options={"maxiter": max_iter, "maxcor": 10})
+        fit = minimize(
+            loss_and_grad,
+            np.zeros(n_classes * (d + 1)),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": max_iter, "maxcor": 10},
+        )
     finally:
         torch.set_num_threads(threads)
     theta = fit.x.astype(np.float32)
     return theta[: n_classes * d].reshape(n_classes, d), theta[n_classes * d :], int(fit.nfev)
 
 
-def knn_classify(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: int = KNN_K, *,
-                 exclude_self: bool = False) -> np.ndarray:
+def knn_classify(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: int = KNN_K, *, exclude_self: bool = False
+) -> np.ndarray:
     """Predict (M,) labels for `test_x` (M, D) by majority vote of the k cosine-nearest `train_x` rows.
 
     Ties go to the class whose nearest member among the k is closest. `exclude_self`: `test_x` is `train_x`, and a
     row does not vote for itself.
     """
-    from embedkit.search.index import knn
-
     _, rows = knn(train_x, test_x, k, metric="cosine", exclude_self=exclude_self)
     votes = train_y[rows]  # (M, k), nearest first
     n_classes = int(train_y.max()) + 1
@@ -170,14 +186,17 @@ def effective_rank(x: np.ndarray, *, threshold: float = 0.01) -> dict:
 
 def probe_store(store_path: Path | str, train_group: str, test_group: str, *, knn_k: int = KNN_K) -> ProbeResult:
     """`linear_probe` on two groups of a store (e.g. cifar10/train -> cifar10/test)."""
-    from embedkit.store.store import open_store
-
     store = open_store(store_path)
     with store.snapshot():
         train, test = store.read(train_group), store.read(test_group)
     try:
-        return linear_probe(train.embeddings, train.labels, test.embeddings, test.labels, knn_k=knn_k,
-                            test_is_train=train_group == test_group)
+        return linear_probe(
+            train.embeddings,
+            train.labels,
+            test.embeddings,
+            test.labels,
+            knn_k=knn_k,
+            test_is_train=train_group == test_group,
+        )
     except ConfigError as exc:
         raise ConfigError(f"{store_path}: {exc}") from None
-

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from embedkit.errors import DataError, SearchError, StoreError, about
+from embedkit.data.sources import KNOWN_DATASETS, image_digest, load_images
+from embedkit.errors import DataError, SearchError, about
+from embedkit.eval.plots import plot_image_grid
+from embedkit.search.index import knn
+from embedkit.store.store import class_name, open_store
 
 
 def pick_queries(labels: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
@@ -26,14 +30,13 @@ def pick_queries(labels: np.ndarray, per_class: int, seed: int = 0) -> np.ndarra
     return np.concatenate(picked) if picked else np.zeros(0, np.int64)
 
 
-def neighbours_of_rows(embeddings: np.ndarray, query_rows: np.ndarray, k: int, *,
-                       farthest: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def neighbours_of_rows(
+    embeddings: np.ndarray, query_rows: np.ndarray, k: int, *, farthest: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest (or farthest) rows (Q, k) of `embeddings` (N, D) for its rows `query_rows`, never the query.
 
     Returns (distances (Q, k) float32 true L2, rows (Q, k) int64), nearest first (farthest first with `farthest`).
     """
-    from embedkit.search.index import knn
-
     n = len(embeddings)
     if not 1 <= k <= n - 1:
         raise SearchError(f"k={k}: the group has {n} rows, so k must be between 1 and {n - 1}")
@@ -61,55 +64,87 @@ class Retrieval:
     farthest_distances: np.ndarray = field(repr=False)
     attrs: dict = field(repr=False, default_factory=dict)
 
+    @property
+    def nearest_same_class(self) -> float:
+        """Share of the nearest images that are of their query's class."""
+        return float((self.nearest_labels == self.query_labels[:, None]).mean())
+
+    @property
+    def farthest_same_class(self) -> float:
+        """Share of the farthest images that are of their query's class."""
+        return float((self.farthest_labels == self.query_labels[:, None]).mean())
+
     def to_dict(self) -> dict:
         """Ids, labels and distances as lists (what `--json` prints for this store)."""
-        return {"store": self.name, "group": self.group, "k": self.k, "queries": [
-            {"id": int(self.query_ids[q]), "label": int(self.query_labels[q]),
-             "nearest_ids": self.nearest_ids[q].tolist(), "nearest_distances": self.nearest_distances[q].tolist(),
-             "farthest_ids": self.farthest_ids[q].tolist(), "farthest_distances": self.farthest_distances[q].tolist()}
-            for q in range(len(self.query_ids))]}
+        return {
+            "store": self.name,
+            "group": self.group,
+            "k": self.k,
+            "queries": [
+                {
+                    "id": int(self.query_ids[q]),
+                    "label": int(self.query_labels[q]),
+                    "nearest_ids": self.nearest_ids[q].tolist(),
+                    "nearest_distances": self.nearest_distances[q].tolist(),
+                    "farthest_ids": self.farthest_ids[q].tolist(),
+                    "farthest_distances": self.farthest_distances[q].tolist(),
+                }
+                for q in range(len(self.query_ids))
+            ],
+        }
 
 
-def retrieve_store(store_path: Path | str, group: str, k: int, *, per_class: int = 1, seed: int = 0,
-                   query_ids: np.ndarray | None = None) -> Retrieval:
+def retrieve_store(
+    store_path: Path | str,
+    group: str,
+    k: int,
+    *,
+    per_class: int = 1,
+    seed: int = 0,
+    query_ids: np.ndarray | None = None,
+) -> Retrieval:
     """Nearest and farthest neighbours in `group` of `query_ids` (default: `pick_queries` of the group's labels)."""
-    from embedkit.store.store import open_store
-
     data = open_store(store_path).read(group)
     if query_ids is None:
         query_rows = pick_queries(data.labels, per_class, seed)
     else:
-        query_rows = _rows_of(data.ids, query_ids, f"{store_path}: group '{group}'")
+        query_rows = data.rows_of_ids(
+            query_ids, f"group '{group}' of {store_path} (the stores compared must hold the same images)"
+        )
     with about(store_path, group):
         near_d, near = neighbours_of_rows(data.embeddings, query_rows, k)
         far_d, far = neighbours_of_rows(data.embeddings, query_rows, k, farthest=True)
-    return Retrieval(name=Path(store_path).stem, group=group, k=k, query_ids=data.ids[query_rows],
-                     query_labels=data.labels[query_rows], nearest_ids=data.ids[near],
-                     nearest_labels=data.labels[near], nearest_distances=near_d, farthest_ids=data.ids[far],
-                     farthest_labels=data.labels[far], farthest_distances=far_d, attrs=data.attrs)
+    return Retrieval(
+        name=Path(store_path).stem,
+        group=group,
+        k=k,
+        query_ids=data.ids[query_rows],
+        query_labels=data.labels[query_rows],
+        nearest_ids=data.ids[near],
+        nearest_labels=data.labels[near],
+        nearest_distances=near_d,
+        farthest_ids=data.ids[far],
+        farthest_labels=data.labels[far],
+        farthest_distances=far_d,
+        attrs=data.attrs,
+    )
 
 
-def _rows_of(ids: np.ndarray, wanted: np.ndarray, where: str) -> np.ndarray:
-    order = np.argsort(ids)
-    pos = np.searchsorted(ids, wanted, sorter=order)
-    pos = np.minimum(pos, len(ids) - 1)
-    found = ids[order[pos]] == wanted
-    if not found.all():
-        missing = ", ".join(str(i) for i in np.asarray(wanted)[~found][:5])
-        raise StoreError(f"{where}: has no rows with ids {missing} (the stores compared must hold the same images)")
-    return order[pos]
+def retrieve_stores(stores: list[Path], group: str, k: int, *, per_class: int = 1, seed: int = 0) -> list[Retrieval]:
+    """`retrieve_store` on each store with the same queries (chosen by id in the first), to compare models."""
+    first = retrieve_store(stores[0], group, k, per_class=per_class, seed=seed)
+    return [first] + [retrieve_store(path, group, k, query_ids=first.query_ids) for path in stores[1:]]
 
 
-def load_group_images(attrs: dict, ids: np.ndarray, data_root: Path | None = None,
-                      cache: dict | None = None) -> np.ndarray:
+def load_group_images(
+    attrs: dict, ids: np.ndarray, data_root: Path | None = None, cache: dict | None = None
+) -> np.ndarray:
     """The source images (len(ids), H, W, C) uint8 of a group's `ids`, from its attrs `dataset` and `split`.
 
     A known dataset (cifar10, mnist) is found under the data root; any other from the absolute path `encode`
     recorded in attrs `source`, never by a name relative to the current folder. When attrs hold `source_digest`,
     the images must still be those that were encoded. `cache` (optional dict) keeps each decoded split.
     """
-    from embedkit.data.sources import KNOWN_DATASETS, image_digest, load_images
-
     dataset, split = attrs.get("dataset"), attrs.get("split")
     if not dataset or not split:
         raise DataError("the group's attrs name no source dataset/split, so its images cannot be shown")
@@ -122,8 +157,10 @@ def load_group_images(attrs: dict, ids: np.ndarray, data_root: Path | None = Non
         except DataError as exc:
             raise DataError(f"images of {dataset} {split} are needed to draw the figure: {exc}") from None
         if attrs.get("source_digest") and image_digest(image_set) != attrs["source_digest"]:
-            raise DataError(f"{image_set.source}: the images of {dataset} {split} changed since they were encoded "
-                            "(their digest differs from the group's source_digest); re-encode them")
+            raise DataError(
+                f"{image_set.source}: the images of {dataset} {split} changed since they were encoded "
+                "(their digest differs from the group's source_digest); re-encode them"
+            )
         cache[key] = image_set.images
     images = cache[key]
     ids = np.asarray(ids)
@@ -139,8 +176,10 @@ def _image_source(dataset: str, source: str | None, known: dict) -> str:
     if source:
         return str(source)
     if not Path(dataset).is_absolute():
-        raise DataError(f"the group records no path for its images of {dataset!r} (a store from before sources "
-                        "were recorded), and a name relative to the current folder could be other images; re-encode")
+        raise DataError(
+            f"the group records no path for its images of {dataset!r} (a store from before sources "
+            "were recorded), and a name relative to the current folder could be other images; re-encode"
+        )
     return dataset
 
 
@@ -149,8 +188,6 @@ def draw_retrieval(results: list[Retrieval], out_path: Path, *, data_root: Path 
 
     Each image is captioned with its class name, neighbours also with their distance.
     """
-    from embedkit.eval.plots import plot_image_grid
-
     cache: dict = {}
     rows = []
     images = []
@@ -163,26 +200,24 @@ def draw_retrieval(results: list[Retrieval], out_path: Path, *, data_root: Path 
             label = f"{r.name}\n{query_class}" if len(results) > 1 else query_class
             rows.append((label, _row_cells(r, q, by_id)))
     k = results[0].k
-    return plot_image_grid(rows, out_path, column_titles=["query", "", "nearest →"] + [""] * k + ["farthest →"],
-                           title=f"{results[0].group}: {k} nearest and {k} farthest (L2)")
+    return plot_image_grid(
+        rows,
+        out_path,
+        column_titles=["query", "", "nearest →"] + [""] * k + ["farthest →"],
+        title=f"{results[0].group}: {k} nearest and {k} farthest (L2)",
+    )
 
 
 def _row_cells(r: Retrieval, q: int, by_id: dict) -> list:
     """Grid cells of query `q`: the query, a gap, its nearest, a gap, its farthest."""
     cells = [(by_id[int(r.query_ids[q])], class_name(r.attrs, int(r.query_labels[q]))), (None, "")]
-    for ids, labels, distances in ((r.nearest_ids, r.nearest_labels, r.nearest_distances),
-                                   (r.farthest_ids, r.farthest_labels, r.farthest_distances)):
-        cells += [(by_id[int(i)], f"{class_name(r.attrs, int(c))}\n{d:.2f}")
-                  for i, c, d in zip(ids[q], labels[q], distances[q])]
+    for ids, labels, distances in (
+        (r.nearest_ids, r.nearest_labels, r.nearest_distances),
+        (r.farthest_ids, r.farthest_labels, r.farthest_distances),
+    ):
+        cells += [
+            (by_id[int(i)], f"{class_name(r.attrs, int(c))}\n{d:.2f}")
+            for i, c, d in zip(ids[q], labels[q], distances[q])
+        ]
         cells.append((None, ""))
     return cells[:-1]
-
-
-def class_name(attrs: dict, label: int) -> str:
-    """The name of class `label` from the group's attr `class_names`; the number if unnamed, '?' if unknown (-1)."""
-    from embedkit.eval.maps import class_names_of
-
-    names = class_names_of(attrs)
-    if label < 0:
-        return "?"
-    return names[label] if label < len(names) else str(label)

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from embedkit._util.lazy import lazy_exports
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on first use
-    from embedkit.search.index import GroupIndex, NeighborResult, make_pairs, neighbors, open_group_index
     from embedkit.search.arrays import INDEX_KINDS, METRICS, knn
+    from embedkit.search.index import GroupIndex, NeighborResult, make_pairs, neighbors, open_group_index
 
 __all__ = ["INDEX_KINDS", "METRICS", "GroupIndex", "NeighborResult", "knn", "make_pairs", "neighbors",
            "open_group_index"]

@@ -26,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from embedkit.device import default_threads
 from embedkit.errors import SearchError
 from embedkit.search.self_join import self_join_rows
 
@@ -38,7 +39,7 @@ IVF_NPROBE = 32
 QUERY_BATCH_ROWS = 16384  # queries searched at a time: bounds memory and paces progress reports
 RECOMPUTE_ELEMENTS = 1 << 22  # floats gathered at a time to recompute true distances (16 MiB)
 MARGIN_ROWS = 2  # candidates beyond k that exact searches re-rank in float64 (more cost the self-join ~10% each)
-FLOAT32_UNIT = 2.0 ** -24  # unit roundoff of float32
+FLOAT32_UNIT = 2.0**-24  # unit roundoff of float32
 
 ProgressFn = Callable[[int, int], None]
 
@@ -48,8 +49,6 @@ def load_faiss():
     import faiss
 
     if not getattr(load_faiss, "_threads_set", False):
-        from embedkit.device import default_threads
-
         faiss.omp_set_num_threads(default_threads())
         load_faiss._threads_set = True
     return faiss
@@ -64,8 +63,9 @@ def check_options(metric: str, kind: str, farthest: bool) -> None:
         raise SearchError(f"farthest search is exact only: use index 'flat', not {kind!r}")
 
 
-def check_query(n_reference: int, dim_reference: int, queries: np.ndarray, k: int, *, exclude_self: bool,
-                where: str = "reference") -> None:
+def check_query(
+    n_reference: int, dim_reference: int, queries: np.ndarray, k: int, *, exclude_self: bool, where: str = "reference"
+) -> None:
     """Raise SearchError (one line) if `k` neighbours of `queries` (Q, D) cannot be found among N rows."""
     if n_reference == 0:
         raise SearchError(f"{where} is empty (0 rows): nothing to search")
@@ -120,7 +120,7 @@ class Frame:
 
     def measure(self, squared: np.ndarray) -> np.ndarray:
         """Squared L2 between framed rows (float64) as the measure: squared L2 or cosine distance of the rows."""
-        return squared * (self.half / self.scale ** 2)
+        return squared * (self.half / self.scale**2)
 
 
 def score_error(framed_queries: np.ndarray, radius: float) -> np.ndarray:
@@ -198,9 +198,18 @@ def _configure(index, kind: str) -> None:
         index.nprobe = min(IVF_NPROBE, index.nlist)
 
 
-def search_index(index, kind: str, reference: np.ndarray, queries: np.ndarray, k: int, *, farthest: bool = False,
-                 metric: str = "l2", self_rows: np.ndarray | None = None,
-                 on_progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray]:
+def search_index(
+    index,
+    kind: str,
+    reference: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    *,
+    farthest: bool = False,
+    metric: str = "l2",
+    self_rows: np.ndarray | None = None,
+    on_progress: ProgressFn | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Search prepared `queries` (Q, D) in `index` built over prepared `reference` (N, D) by `build_index`.
 
     `self_rows` (Q,): each query's own row in reference, never returned as its neighbour. A flat index answers
@@ -227,10 +236,14 @@ def search_index(index, kind: str, reference: np.ndarray, queries: np.ndarray, k
         if own is not None:
             found = _drop_self(found, own)
         if exact:
-            last = (_index_measure(scores[:, -1], searched, farthest, frame) if kk < len(reference)
-                    else np.full(len(batch), -np.inf if farthest else np.inf))
-            distances[start:stop], rows[start:stop] = _refine(reference, batch, found, last, k, metric, farthest,
-                                                              frame, searched, own)
+            last = (
+                _index_measure(scores[:, -1], searched, farthest, frame)
+                if kk < len(reference)
+                else np.full(len(batch), -np.inf if farthest else np.inf)
+            )
+            distances[start:stop], rows[start:stop] = _refine(
+                reference, batch, found, last, k, metric, farthest, frame, searched, own
+            )
         else:
             measure, found = _ranked(reference, batch, found, metric, farthest)
             distances[start:stop], rows[start:stop] = _distances(measure[:, :k], metric), found[:, :k]
@@ -241,12 +254,12 @@ def search_index(index, kind: str, reference: np.ndarray, queries: np.ndarray, k
 
 def is_whole_self_join(self_rows: np.ndarray | None, n_reference: int, n_queries: int) -> bool:
     """True when the queries are every reference row, in order (`self_rows` is 0..N-1): a self-join."""
-    return (self_rows is not None and n_queries == n_reference
-            and np.array_equal(self_rows, np.arange(n_reference)))
+    return self_rows is not None and n_queries == n_reference and np.array_equal(self_rows, np.arange(n_reference))
 
 
-def self_knn(reference: np.ndarray, k: int, *, farthest: bool = False, metric: str = "l2",
-             on_progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray]:
+def self_knn(
+    reference: np.ndarray, k: int, *, farthest: bool = False, metric: str = "l2", on_progress: ProgressFn | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest (farthest) other rows of every row of prepared `reference` (N, D), without an index.
 
     Returns (distances (N, k) float32, rows (N, k) int64), sorted like `search_index`. Half the arithmetic of a
@@ -330,8 +343,18 @@ def _refine(reference, queries, rows, last, k, metric, farthest, frame, framed, 
     unproven = np.flatnonzero(~proven)
     if len(unproven):
         own = None if self_rows is None else np.asarray(self_rows)[unproven]
-        rows[unproven] = _scan(reference, frame, queries[unproven], framed[unproven], kth[unproven], error[unproven],
-                               k, metric, farthest, own)
+        rows[unproven] = _scan(
+            reference,
+            frame,
+            queries[unproven],
+            framed[unproven],
+            kth[unproven],
+            error[unproven],
+            k,
+            metric,
+            farthest,
+            own,
+        )
         measure[unproven] = _exact_measures(reference, queries[unproven], rows[unproven], metric)
     return _distances(measure, metric), rows
 
@@ -361,20 +384,31 @@ def _scan(reference, frame, queries, framed, kth, error, k, metric, farthest, se
             dots = (q @ framed_reference.T).astype(np.float64)
             approx = frame.measure(np.einsum("qd,qd->q", q, q)[:, None] + ref_norms[None, :] - 2 * dots)
             bound = error[start : start + step, None]
-            beaten = approx + bound < kth[start : start + step, None] if farthest else \
-                approx - bound > kth[start : start + step, None]
+            beaten = (
+                approx + bound < kth[start : start + step, None]
+                if farthest
+                else approx - bound > kth[start : start + step, None]
+            )
         for i in range(len(q)):
             keep = ~beaten[i]
             if self_rows is not None:
                 keep[self_rows[start + i]] = False
             candidates = np.flatnonzero(keep)
-            out[start + i] = _ranked(reference, queries[start + i : start + i + 1], candidates[None, :], metric,
-                                     farthest)[1][0, :k]
+            out[start + i] = _ranked(
+                reference, queries[start + i : start + i + 1], candidates[None, :], metric, farthest
+            )[1][0, :k]
     return out
 
 
-def knn(reference: np.ndarray, queries: np.ndarray, k: int, *, farthest: bool = False, exclude_self: bool = False,
-        metric: str = "l2") -> tuple[np.ndarray, np.ndarray]:
+def knn(
+    reference: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    *,
+    farthest: bool = False,
+    exclude_self: bool = False,
+    metric: str = "l2",
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest (or farthest) rows of `reference` (N, D) for each of `queries` (Q, D).
 
     `exclude_self=True` means the queries ARE the reference rows, in order: a row is never its own neighbour.
@@ -385,7 +419,9 @@ def knn(reference: np.ndarray, queries: np.ndarray, k: int, *, farthest: bool = 
     if reference.ndim != 2:
         raise SearchError(f"reference must be (N, D), got shape {reference.shape}")
     if exclude_self and len(queries) != len(reference):
-        raise SearchError(f"exclude_self needs the queries to be the {len(reference)} reference rows, got {len(queries)}")
+        raise SearchError(
+            f"exclude_self needs the queries to be the {len(reference)} reference rows, got {len(queries)}"
+        )
     check_query(len(reference), reference.shape[1], queries, k, exclude_self=exclude_self)
     if not np.isfinite(reference).all():
         raise SearchError("reference contains NaN or inf")

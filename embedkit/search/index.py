@@ -31,15 +31,23 @@ from embedkit.search.arrays import (
     search_index,
     self_knn,
 )
+from embedkit.store.schema import SCHEMA_VERSION, h5_errors, now
 from embedkit.store.store import GroupData, open_store
-from embedkit.store.schema import h5_errors
 
 PERSISTED_KINDS = ("hnsw", "ivf")  # flat is rebuilt from the store in memory: faster than reading a copy
 SELF_JOIN_STATUS = "exact self-join, no index"  # every row of a group against the group itself
 
 __all__ = [
-    "GroupIndex", "NeighborResult", "describe_store", "knn", "list_index_files", "make_pairs", "neighbors",
-    "neighbors_json", "open_group_index", "save_neighbors",
+    "GroupIndex",
+    "NeighborResult",
+    "describe_store",
+    "knn",
+    "list_index_files",
+    "make_pairs",
+    "neighbors",
+    "neighbors_json",
+    "open_group_index",
+    "save_neighbors",
 ]
 
 
@@ -61,8 +69,9 @@ def _escape(field: str) -> str:
     return quote(str(field), safe="").replace(".", "%2E")
 
 
-def load_or_build_index(store_path: Path, group: str, content_id: str, reference: np.ndarray, kind: str,
-                        metric: str, farthest: bool) -> tuple[Any, str]:
+def load_or_build_index(
+    store_path: Path, group: str, content_id: str, reference: np.ndarray, kind: str, metric: str, farthest: bool
+) -> tuple[Any, str]:
     """The index over prepared `reference` (N, D); returns (index, status).
 
     Flat indexes are built in memory ("built in memory"): that is faster than reading a saved copy
@@ -163,18 +172,36 @@ class GroupIndex:
     index: Any
     status: str
 
-    def search(self, queries: np.ndarray, k: int, *, self_rows: np.ndarray | None = None,
-               on_progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, *, self_rows: np.ndarray | None = None, on_progress: ProgressFn | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(distances (Q, k) float32, rows (Q, k) int64) for `queries` (Q, D); `self_rows` (Q,) are excluded."""
         where = f"group '{self.data.name}' of {self.store_path}"
-        check_query(len(self.reference), self.reference.shape[1], queries, k, exclude_self=self_rows is not None,
-                    where=where)
-        return search_index(self.index, self.kind, self.reference, prepare(queries, self.metric), k,
-                            farthest=self.farthest, metric=self.metric, self_rows=self_rows, on_progress=on_progress)
+        check_query(
+            len(self.reference), self.reference.shape[1], queries, k, exclude_self=self_rows is not None, where=where
+        )
+        return search_index(
+            self.index,
+            self.kind,
+            self.reference,
+            prepare(queries, self.metric),
+            k,
+            farthest=self.farthest,
+            metric=self.metric,
+            self_rows=self_rows,
+            on_progress=on_progress,
+        )
 
 
-def open_group_index(store_path: Path | str, group: str, *, metric: str = "l2", kind: str = "flat",
-                     farthest: bool = False, data: GroupData | None = None) -> GroupIndex:
+def open_group_index(
+    store_path: Path | str,
+    group: str,
+    *,
+    metric: str = "l2",
+    kind: str = "flat",
+    farthest: bool = False,
+    data: GroupData | None = None,
+) -> GroupIndex:
     """Load `group` (or use `data`, already read) and its index, to search it many times."""
     check_options(metric, kind, farthest)
     store_path = Path(store_path)
@@ -186,9 +213,18 @@ def open_group_index(store_path: Path | str, group: str, *, metric: str = "l2", 
     return GroupIndex(store_path, data, kind, metric, farthest, reference, index, status)
 
 
-def neighbors(store_path: Path | str, group: str, k: int, *, farthest: bool = False, query_group: str | None = None,
-              query_ids: Any = None, metric: str = "l2", index_kind: str = "flat",
-              on_progress: ProgressFn | None = None) -> NeighborResult:
+def neighbors(
+    store_path: Path | str,
+    group: str,
+    k: int,
+    *,
+    farthest: bool = False,
+    query_group: str | None = None,
+    query_ids: Any = None,
+    metric: str = "l2",
+    index_kind: str = "flat",
+    on_progress: ProgressFn | None = None,
+) -> NeighborResult:
     """The k nearest (or farthest) rows of `group` for queries from `query_group` (default: `group` itself).
 
     `query_ids` picks query rows by their `ids` value; by default every row is a query. When the queries come
@@ -202,48 +238,63 @@ def neighbors(store_path: Path | str, group: str, k: int, *, farthest: bool = Fa
     with store.snapshot():
         ref = store.read(group)
         qdata = ref if query_group == group else store.read(query_group)
-    q_rows = np.arange(len(qdata.ids)) if query_ids is None else _rows_of_ids(store_path, qdata, query_ids)
+    q_rows = (
+        np.arange(len(qdata.ids))
+        if query_ids is None
+        else qdata.rows_of_ids(query_ids, f"group '{qdata.name}' of {store_path}")
+    )
     queries = qdata.embeddings[q_rows]
     if queries.shape[1] != ref.embeddings.shape[1]:
-        raise SearchError(f"dimension mismatch: query group '{query_group}' has D={queries.shape[1]}, "
-                          f"group '{group}' of {store_path} has D={ref.embeddings.shape[1]}")
+        raise SearchError(
+            f"dimension mismatch: query group '{query_group}' has D={queries.shape[1]}, "
+            f"group '{group}' of {store_path} has D={ref.embeddings.shape[1]}"
+        )
     self_rows = q_rows if query_group == group else None
-    check_query(len(ref.ids), ref.embeddings.shape[1], queries, k, exclude_self=self_rows is not None,
-                where=f"group '{group}' of {store_path}")
+    check_query(
+        len(ref.ids),
+        ref.embeddings.shape[1],
+        queries,
+        k,
+        exclude_self=self_rows is not None,
+        where=f"group '{group}' of {store_path}",
+    )
     if index_kind == "flat" and is_whole_self_join(self_rows, len(ref.ids), len(queries)):
-        distances, rows = self_knn(prepare(ref.embeddings, metric), k, farthest=farthest, metric=metric,
-                                   on_progress=on_progress)
+        distances, rows = self_knn(
+            prepare(ref.embeddings, metric), k, farthest=farthest, metric=metric, on_progress=on_progress
+        )
         status = SELF_JOIN_STATUS
     else:
         searcher = open_group_index(store_path, group, metric=metric, kind=index_kind, farthest=farthest, data=ref)
         distances, rows = searcher.search(queries, k, self_rows=self_rows, on_progress=on_progress)
         status = searcher.status
-    return NeighborResult(group, query_group, k, farthest, metric, index_kind, status, qdata.ids[q_rows],
-                          qdata.labels[q_rows], ref.ids[rows], rows, ref.labels[rows], distances,
-                          ref.content_id, tuple(ref.attrs.get("class_names", ())))
+    return NeighborResult(
+        group,
+        query_group,
+        k,
+        farthest,
+        metric,
+        index_kind,
+        status,
+        qdata.ids[q_rows],
+        qdata.labels[q_rows],
+        ref.ids[rows],
+        rows,
+        ref.labels[rows],
+        distances,
+        ref.content_id,
+        ref.class_names,
+    )
 
 
-def _rows_of_ids(store_path: Path, data, query_ids) -> np.ndarray:
-    """Row positions of the given ids values in `data` (SearchError naming the ids that are absent)."""
-    try:
-        wanted = np.asarray(query_ids, dtype=np.int64).reshape(-1)
-    except OverflowError:  # an id of 20+ digits: no store id (int64) can match it
-        huge = [int(i) for i in np.ravel(np.asarray(query_ids, dtype=object)) if not -2**63 <= int(i) < 2**63]
-        raise SearchError(f"id {huge[0]} is outside the int64 range of the ids of group '{data.name}' "
-                          f"of {store_path}") from None
-    if wanted.size == 0:
-        raise SearchError(f"no query ids given for group '{data.name}' of {store_path}")
-    order = np.argsort(data.ids)
-    pos = np.clip(np.searchsorted(data.ids[order], wanted), 0, max(len(order) - 1, 0))
-    found = data.ids[order[pos]] == wanted if len(order) else np.zeros(len(wanted), bool)
-    if not found.all():
-        absent = ", ".join(str(i) for i in wanted[~found][:5])
-        raise SearchError(f"ids not in group '{data.name}' of {store_path}: {absent}")
-    return order[pos]
-
-
-def make_pairs(store_path: Path | str, group: str, k: int, out_path: Path | str, *, metric: str = "l2",
-               on_progress: ProgressFn | None = None) -> Path:
+def make_pairs(
+    store_path: Path | str,
+    group: str,
+    k: int,
+    out_path: Path | str,
+    *,
+    metric: str = "l2",
+    on_progress: ProgressFn | None = None,
+) -> Path:
     """Write each row's k nearest neighbours (never itself) to an HDF5 pairs file; returns its path.
 
     Pairs file: ids (N,), neighbor_ids (N, k), neighbor_rows (N, k) int64, distances (N, k) float32;
@@ -251,17 +302,27 @@ def make_pairs(store_path: Path | str, group: str, k: int, out_path: Path | str,
     """
     import h5py
 
-    from embedkit.store.schema import SCHEMA_VERSION, now
-
     store_path, out_path = Path(store_path), Path(out_path)
     check_results_out(out_path, store_path, "hdf5 results")
     result = neighbors(store_path, group, k, metric=metric, on_progress=on_progress)
-    with h5_errors(out_path, "cannot write the pairs file"), atomic_path(out_path) as tmp, \
-            h5py.File(tmp, "w", locking=False) as out:
+    with (
+        h5_errors(out_path, "cannot write the pairs file"),
+        atomic_path(out_path) as tmp,
+        h5py.File(tmp, "w", locking=False) as out,
+    ):
         out["ids"], out["neighbor_ids"] = result.query_ids, result.ids
         out["neighbor_rows"], out["distances"] = result.rows, result.distances
-        out.attrs.update({"store": str(store_path.resolve()), "group": group, "k": k, "metric": metric,
-                          "content_id": result.content_id, "schema_version": SCHEMA_VERSION, "created": now()})
+        out.attrs.update(
+            {
+                "store": str(store_path.resolve()),
+                "group": group,
+                "k": k,
+                "metric": metric,
+                "content_id": result.content_id,
+                "schema_version": SCHEMA_VERSION,
+                "created": now(),
+            }
+        )
     return out_path
 
 
@@ -323,9 +384,17 @@ def _write_h5(tmp: Path, arrays: dict[str, np.ndarray], result: NeighborResult) 
     with h5py.File(tmp, "w", locking=False) as out:
         for name, values in arrays.items():
             out[name] = values
-        out.attrs.update({"group": result.group, "query_group": result.query_group, "k": result.k,
-                          "farthest": result.farthest, "metric": result.metric, "index_kind": result.index_kind,
-                          "content_id": result.content_id})
+        out.attrs.update(
+            {
+                "group": result.group,
+                "query_group": result.query_group,
+                "k": result.k,
+                "farthest": result.farthest,
+                "metric": result.metric,
+                "index_kind": result.index_kind,
+                "content_id": result.content_id,
+            }
+        )
 
 
 def describe_store(store_path: Path | str, *, check_values: bool = True) -> dict[str, Any]:
@@ -341,9 +410,15 @@ def describe_store(store_path: Path | str, *, check_values: bool = True) -> dict
             if check_values:
                 store.verify(info.name)
             files = [
-                {"metric": f.metric, "kind": f.kind, "fresh": f.content_id == info.attrs["content_id"],
-                 "size_bytes": f.size_bytes, "file": str(f.path)}
-                for f in indexes if f.group == info.name
+                {
+                    "metric": f.metric,
+                    "kind": f.kind,
+                    "fresh": f.content_id == info.attrs["content_id"],
+                    "size_bytes": f.size_bytes,
+                    "file": str(f.path),
+                }
+                for f in indexes
+                if f.group == info.name
             ]
             groups.append({**info.attrs, "name": info.name, "n": info.n, "dim": info.dim, "indexes": files})
     return {"store": str(store.path), "size_bytes": store.path.stat().st_size, "groups": groups}

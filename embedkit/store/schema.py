@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from embedkit import __version__
 from embedkit._util.atomic import check_regular_file, no_space, no_space_error
 from embedkit.errors import StoreError
 
@@ -181,8 +182,10 @@ def check_declared_size(where: str, key: str, dataset) -> None:
     plist = dataset.id.get_create_plist()
     compressed = any(plist.get_filter(i)[0] not in UNCOMPRESSING_FILTERS for i in range(plist.get_nfilters()))
     if declared > file_bytes * (MAX_COMPRESSION if compressed else 1):
-        raise StoreError(f"{where}: dataset '{key}' declares shape {dataset.shape} ({declared:,} bytes), more than "
-                         f"the {file_bytes:,}-byte file can hold (damaged or hostile file)")
+        raise StoreError(
+            f"{where}: dataset '{key}' declares shape {dataset.shape} ({declared:,} bytes), more than "
+            f"the {file_bytes:,}-byte file can hold (damaged or hostile file)"
+        )
 
 
 def check_content_id(where: str, content_id: Any) -> None:
@@ -190,8 +193,10 @@ def check_content_id(where: str, content_id: Any) -> None:
     index files, so one holding '/' or '..' is refused as damaged or hostile, never used in a path."""
     text = content_id.decode(errors="replace") if isinstance(content_id, bytes) else content_id
     if not isinstance(text, str) or not CONTENT_ID.fullmatch(text):
-        raise StoreError(f"{where}: content_id {text!r} is not a valid id (letters, digits, '-' and '_' only; "
-                         "damaged or hostile file)")
+        raise StoreError(
+            f"{where}: content_id {text!r} is not a valid id (letters, digits, '-' and '_' only; "
+            "damaged or hostile file)"
+        )
 
 
 def check_finite(where: str, emb: np.ndarray, first_row: int, *, rows: np.ndarray | None = None) -> None:
@@ -209,8 +214,10 @@ def check_finite(where: str, emb: np.ndarray, first_row: int, *, rows: np.ndarra
     if (norms > MAX_ROW_NORM).any():
         at = int(np.argmax(norms > MAX_ROW_NORM))
         row = first_row + int(suspect[at]) if rows is None else int(rows[suspect[at]])
-        raise StoreError(f"{where}: embeddings row {row} has norm {norms[at]:.3g}, beyond {MAX_ROW_NORM:.3g}: its "
-                         f"squared distances overflow float32, so it cannot be searched (rescale the embeddings)")
+        raise StoreError(
+            f"{where}: embeddings row {row} has norm {norms[at]:.3g}, beyond {MAX_ROW_NORM:.3g}: its "
+            f"squared distances overflow float32, so it cannot be searched (rescale the embeddings)"
+        )
 
 
 def check_unique(where: str, ids: np.ndarray) -> None:
@@ -295,8 +302,7 @@ def check_group_name(path: Path, group: str) -> None:
     """StoreError unless `group` is '/'-separated names, none empty, '.' or '..', with no control characters
     (a name is shown in one-line messages and becomes part of figure and index file names)."""
     parts = group.split("/")
-    if not group or any(part in ("", ".", "..") for part in parts) or any(ord(c) < 32 or ord(c) == 127
-                                                                          for c in group):
+    if not group or any(part in ("", ".", "..") for part in parts) or any(ord(c) < 32 or ord(c) == 127 for c in group):
         raise StoreError(f"{path}: invalid group name {group!r} (use names like 'cifar10/train')")
 
 
@@ -305,6 +311,4 @@ def now() -> str:
 
 
 def version() -> str:
-    from embedkit import __version__
-
     return __version__

@@ -47,7 +47,18 @@ from embedkit.store.schema import (
 )
 from embedkit.store.writer import GroupWriter, SingleGroupTransaction, StoreTransaction
 
-__all__ = ["SCHEMA_VERSION", "GroupData", "GroupInfo", "GroupWriter", "Store", "StoreTransaction", "add_npy", "open_store"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "GroupData",
+    "class_name",
+    "class_names_of",
+    "GroupInfo",
+    "GroupWriter",
+    "Store",
+    "StoreTransaction",
+    "add_npy",
+    "open_store",
+]
 
 LOCK_TIMEOUT_S = 60.0
 
@@ -65,6 +76,45 @@ class GroupData:
     @property
     def content_id(self) -> str:
         return self.attrs["content_id"]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The group's `class_names` attribute (label i is class_names[i]); () when it has none."""
+        return class_names_of(self.attrs)
+
+    def rows_of_ids(self, wanted: Any, where: str = "") -> np.ndarray:
+        """Row positions (M,) of the `ids` values `wanted` (M,), in that order (StoreError naming absent ids)."""
+        where = where or f"group '{self.name}'"
+        try:
+            wanted = np.asarray(wanted, dtype=np.int64).reshape(-1)
+        except OverflowError:  # an id of 20+ digits: no store id (int64) can match it
+            huge = [int(i) for i in np.ravel(np.asarray(wanted, dtype=object)) if not -(2**63) <= int(i) < 2**63]
+            raise StoreError(f"id {huge[0]} is outside the int64 range of the ids of {where}") from None
+        if wanted.size == 0:
+            raise StoreError(f"no ids given for {where}")
+        order = np.argsort(self.ids)
+        pos = np.clip(np.searchsorted(self.ids[order], wanted), 0, max(len(order) - 1, 0))
+        found = self.ids[order[pos]] == wanted if len(order) else np.zeros(len(wanted), bool)
+        if not found.all():
+            absent = ", ".join(str(i) for i in wanted[~found][:5])
+            raise StoreError(f"ids not in {where}: {absent}")
+        return order[pos]
+
+
+def class_names_of(attrs: dict) -> tuple[str, ...]:
+    """A group's class names from its attributes (label i is class_names[i]); () when it has none."""
+    names = attrs.get("class_names")
+    if names is None:
+        return ()
+    return (names,) if isinstance(names, str) else tuple(str(name) for name in names)
+
+
+def class_name(attrs: dict, label: int) -> str:
+    """The name of class `label` from a group's attributes; the number if unnamed, '?' if unknown (-1)."""
+    names = class_names_of(attrs)
+    if label < 0:
+        return "?"
+    return names[label] if label < len(names) else str(label)
 
 
 def open_store(path: Path | str, *, create: bool = False, lock_timeout_s: float = LOCK_TIMEOUT_S) -> "Store":
@@ -271,8 +321,9 @@ def add_npy(
     if ids is not None:
         check_unique(where, ids)
     source = {"source": str(Path(embeddings_path).resolve())}
-    with store.group_writer(group, emb.shape[1], {**source, **(attrs or {})}, overwrite=overwrite,
-                            expected_rows=len(emb)) as writer:
+    with store.group_writer(
+        group, emb.shape[1], {**source, **(attrs or {})}, overwrite=overwrite, expected_rows=len(emb)
+    ) as writer:
         for start in range(0, len(emb), CHECK_ROWS):
             part = np.s_[start : start + CHECK_ROWS]
             writer.append(emb[part], None if labels is None else labels[part], None if ids is None else ids[part])

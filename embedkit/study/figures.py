@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embedkit.eval.anomaly import anomaly_store, draw_top_anomalies
+from embedkit.eval.anomaly import anomaly_store, draw_roc, draw_top_anomalies
 from embedkit.eval.cluster import draw_clusters
-from embedkit.eval.maps import map_store
-from embedkit.eval.plots import plot_losses, plot_maps, plot_roc
-from embedkit.eval.retrieval import draw_retrieval, retrieve_store
+from embedkit.eval.maps import draw_maps
+from embedkit.eval.plots import plot_losses
+from embedkit.eval.retrieval import draw_retrieval, retrieve_stores
 from embedkit.study.plan import ENCODER_MODELS, MODELS, OOD_GROUP, TEST_GROUP, TRAIN_GROUP
 from embedkit.training.loop import read_log
 
@@ -31,21 +31,16 @@ def _losses(run_dir: Path, out: Path, model: str) -> Path:
 
 
 def _maps(stores: list[Path], method: str, plan, out: Path) -> Path:
-    maps = [map_store(s, TEST_GROUP, method, max_points=plan.tsne_points, seed=plan.seed) for s in stores]
-    title = f"{TEST_GROUP}: {'PCA' if method == 'pca' else 't-SNE'} ({len(maps[0].rows):,} points)"
-    return plot_maps([(m.name, m.xy, m.labels) for m in maps], maps[0].class_names, out, title=title)
+    return draw_maps(stores, TEST_GROUP, method, out, max_points=plan.tsne_points, seed=plan.seed)[1]
 
 
 def _retrieval(stores: list[Path], data_root, out: Path) -> Path:
-    first = retrieve_store(stores[0], TRAIN_GROUP, 5, per_class=1)
-    results = [first] + [retrieve_store(s, TRAIN_GROUP, 5, query_ids=first.query_ids) for s in stores[1:]]
-    return draw_retrieval(results, out, data_root=data_root)
+    return draw_retrieval(retrieve_stores(stores, TRAIN_GROUP, 5, per_class=1), out, data_root=data_root)
 
 
 def _anomalies(stores: list[Path], plan, data_root, out: Path) -> dict[str, list[str]]:
     results = [anomaly_store(s, OOD_GROUP, plan.anomaly_k, data_root=data_root) for s in stores]
-    curves = [(r.name, r.result.fpr, r.result.tpr, r.result.roc_auc) for r in results]
-    roc = plot_roc(curves, out / "roc.png", title=f"{TEST_GROUP} vs {OOD_GROUP}, k={plan.anomaly_k}")
+    roc = draw_roc(results, out / "roc.png")
     top = draw_top_anomalies(results, 7, out / "top-anomalies.png", data_root=data_root)
     return {"ROC curves (CIFAR-10 test vs MNIST)": [str(roc)], "Most anomalous images": [str(top)]}
 

@@ -18,6 +18,7 @@ from embedkit.study.runner import Stage, StageRecord
 from embedkit.training.config import make_config
 from embedkit.training.encode import encode_to_store
 from embedkit.training.loop import train
+
 Progress = Callable[[int, int], None] | None
 
 

@@ -6,9 +6,9 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from embedkit.training.views import ViewConfig
 from embedkit.errors import ConfigError, TrainingError
-from embedkit.training.models import ENCODER_KINDS
+from embedkit.training.models import ENCODER_KINDS, file_digest
+from embedkit.training.views import ViewConfig
 
 OPTIMIZERS = ("adam", "lars")
 SCHEDULES = ("constant", "cosine")
@@ -59,10 +59,27 @@ class TrainConfig:
 # (benchmarks/bench_train.py), so six epochs of CIFAR-10 take about 25 minutes. gpu: the mission's ResNet-18 with
 # solo-learn's CIFAR recipe for VICReg (LARS, lr 0.3, weight decay 1e-4, warm-up 10 epochs, cosine), in bf16 autocast.
 PRESETS: dict[str, dict] = {
-    "cpu": dict(encoder="small", epochs=6, batch_size=256, optimizer="adam", lr=1e-3, warmup_epochs=0.5,
-                schedule="cosine", weight_decay=0.0),
-    "gpu": dict(encoder="resnet18", epochs=200, batch_size=256, optimizer="lars", lr=0.3, weight_decay=1e-4,
-                warmup_epochs=10, schedule="cosine", amp=True),
+    "cpu": dict(
+        encoder="small",
+        epochs=6,
+        batch_size=256,
+        optimizer="adam",
+        lr=1e-3,
+        warmup_epochs=0.5,
+        schedule="cosine",
+        weight_decay=0.0,
+    ),
+    "gpu": dict(
+        encoder="resnet18",
+        epochs=200,
+        batch_size=256,
+        optimizer="lars",
+        lr=0.3,
+        weight_decay=1e-4,
+        warmup_epochs=10,
+        schedule="cosine",
+        amp=True,
+    ),
 }
 
 
@@ -83,8 +100,6 @@ def make_config(preset: str = "auto", **overrides) -> TrainConfig:
 
 def pairs_digest(path: str) -> str:
     """`sha256:<hex>` of a pairs file; ConfigError naming it if it is missing."""
-    from embedkit.training.models import file_digest
-
     try:
         return file_digest(Path(path))
     except (FileNotFoundError, IsADirectoryError):
@@ -93,20 +108,23 @@ def pairs_digest(path: str) -> str:
 
 def finite_checks(config, names: tuple[str, ...]) -> list[tuple[bool, str]]:
     """(ok, message) for each named number of `config`: NaN or infinity there trains a NaN model, so refuse it."""
-    return [(math.isfinite(getattr(config, name)), f"{name} {getattr(config, name)}: must be a finite number")
-            for name in names]
+    return [
+        (math.isfinite(getattr(config, name)), f"{name} {getattr(config, name)}: must be a finite number")
+        for name in names
+    ]
 
 
-def diverged(run: str, what: str, values: dict[str, float], epoch: int, epochs: int,
-             step: int) -> TrainingError | None:
+def diverged(run: str, what: str, values: dict[str, float], epoch: int, epochs: int, step: int) -> TrainingError | None:
     """The TrainingError when `values` (loss terms by name) hold NaN or inf at 0-based `epoch`, 1-based `step`;
     None while they are finite. `run` names what was trained, `what` the values ("the loss", "a weight")."""
     bad = sorted(name for name, value in values.items() if not math.isfinite(value))
     if not bad:
         return None
     terms = f" ({', '.join(bad)})" if len(values) > 1 else ""
-    return TrainingError(f"{run} diverged at epoch {epoch + 1} of {epochs}, step {step}: {what} is "
-                         f"{values[bad[0]]}{terms} (is the learning rate or a loss weight too large?)")
+    return TrainingError(
+        f"{run} diverged at epoch {epoch + 1} of {epochs}, step {step}: {what} is "
+        f"{values[bad[0]]}{terms} (is the learning rate or a loss weight too large?)"
+    )
 
 
 def validate_config(config: TrainConfig) -> TrainConfig:

@@ -22,6 +22,7 @@ from embedkit.data.sources import (
 )
 from embedkit.device import pick_device
 from embedkit.errors import ConfigError, StoreError
+from embedkit.store.store import open_store
 from embedkit.training.models import file_digest, load_checkpoint
 
 Progress = Callable[[int, int], None] | None
@@ -108,8 +109,6 @@ def encode_to_store(
     class_names, source (the absolute path the images were read from) and source_digest (`image_digest`). An existing group is an error unless `overwrite`; the groups are written in one transaction.
     Returns the group names written.
     """
-    from embedkit.store.store import open_store
-
     check_subset_size(subset)
     check_batch_size(batch_size)  # before anything is loaded or the store is created
     checkpoint = Path(checkpoint)
@@ -129,13 +128,25 @@ def encode_to_store(
     total, done = sum(len(r) for r in rows), 0
     with store.transaction(groups, overwrite=overwrite) as transaction:  # every split lands, or none
         for image_set, group, split_rows in zip(image_sets, groups, rows):
-            attrs = {**provenance, "dataset": image_set.dataset, "split": image_set.split,
-                     "class_names": list(image_set.class_names), "source": str(Path(image_set.source).absolute()),
-                     "source_digest": image_digest(image_set)}
+            attrs = {
+                **provenance,
+                "dataset": image_set.dataset,
+                "split": image_set.split,
+                "class_names": list(image_set.class_names),
+                "source": str(Path(image_set.source).absolute()),
+                "source_digest": image_digest(image_set),
+            }
             images = image_set.images if subset is None else image_set.images[split_rows]
             writer = transaction.new_group(group, encoder.dim, attrs, expected_rows=len(images))
-            batches = iter_embeddings(encoder, images, batch_size=batch_size, device=device,
-                                      on_progress=on_progress, done_before=done, total=total)
+            batches = iter_embeddings(
+                encoder,
+                images,
+                batch_size=batch_size,
+                device=device,
+                on_progress=on_progress,
+                done_before=done,
+                total=total,
+            )
             start = 0
             for embeddings in batches:
                 ids = split_rows[start : start + len(embeddings)]

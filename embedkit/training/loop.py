@@ -25,14 +25,21 @@ from typing import Callable
 import numpy as np
 import torch
 
-from embedkit.training.views import AugmentedPairs, PairSource
-from embedkit.data.sources import subset_rows
+from embedkit.data.sources import subset_rows, to_rgb32
 from embedkit.device import pick_device
 from embedkit.errors import CheckpointError, ConfigError, TrainingError
+from embedkit.training.config import PRESETS, TrainConfig, diverged, make_config, pairs_digest, validate_config
 from embedkit.training.losses import vicreg_loss
-from embedkit.training.models import build_encoder, build_projector, checkpoint_payload, read_checkpoint, save_checkpoint
+from embedkit.training.models import (
+    build_encoder,
+    build_projector,
+    checkpoint_payload,
+    read_checkpoint,
+    save_checkpoint,
+)
 from embedkit.training.optim import LARS, learning_rate
-from embedkit.training.config import PRESETS, TrainConfig, diverged, make_config, validate_config
+from embedkit.training.positives import NeighbourPairs, read_neighbour_table
+from embedkit.training.views import AugmentedPairs, PairSource
 
 __all__ = ["PRESETS", "TrainConfig", "TrainResult", "make_config", "read_log", "resume_config", "train"]
 
@@ -93,8 +100,9 @@ def train(
     run_dir = Path(run_dir)
     torch_device = pick_device(device)
     images = _images_of(train_images)
-    source = make_pair_source(config, images, torch_device, anchor_rows=_train_rows(config, images),
-                              origin=_origin(train_images))
+    source = make_pair_source(
+        config, images, torch_device, anchor_rows=_train_rows(config, images), origin=_origin(train_images)
+    )
     test_source = None
     if test_images is not None and config.test_images > 0:
         # Test images have no neighbour pairs: their logged terms are always on two augmented views.
@@ -113,8 +121,15 @@ def train(
     last_train, last_test = loop.run()
     elapsed = time.perf_counter() - started
     images_per_s = (session.step - first_step) * loop.batch / elapsed if elapsed > 0 else 0.0
-    return TrainResult(run_dir, run_dir / CHECKPOINT_NAME, session.step, session.step // loop.steps_per_epoch,
-                       last_train, last_test, images_per_s)
+    return TrainResult(
+        run_dir,
+        run_dir / CHECKPOINT_NAME,
+        session.step,
+        session.step // loop.steps_per_epoch,
+        last_train,
+        last_test,
+        images_per_s,
+    )
 
 
 def read_log(run: Path) -> list[dict]:
@@ -137,11 +152,14 @@ def read_log(run: Path) -> list[dict]:
     return records
 
 
-
 def _is_loss_record(record) -> bool:
     number = (int, float)
-    return (isinstance(record, dict) and record.get("split") in ("train", "test")
-            and isinstance(record.get("step"), int) and all(isinstance(record.get(k), number) for k in TERMS))
+    return (
+        isinstance(record, dict)
+        and record.get("split") in ("train", "test")
+        and isinstance(record.get("step"), int)
+        and all(isinstance(record.get(k), number) for k in TERMS)
+    )
 
 
 class _Loop:
@@ -198,8 +216,11 @@ class _Loop:
         """Raise TrainingError if a value is NaN or infinite: the run diverged, and its weights are worthless."""
         error = diverged("training", what, values, epoch, self.config.epochs, step)
         if error is not None:
-            kept = (f"the last good checkpoint {self.checkpoint} is kept" if self.checkpoint.exists()
-                    else "no checkpoint was written")
+            kept = (
+                f"the last good checkpoint {self.checkpoint} is kept"
+                if self.checkpoint.exists()
+                else "no checkpoint was written"
+            )
             raise TrainingError(f"{error}; {kept}")
 
     def _emit(self, record: dict) -> dict:
@@ -218,15 +239,26 @@ class _Loop:
             self._check_finite({"weight": math.nan}, "a weight", epoch, session.step)
         rng = {"torch": torch.get_rng_state(), "views": session.generator.get_state()}
         payload = checkpoint_payload(
-            session.encoder, self.config.to_dict(), _preprocessing(self.config), session.step,
-            epoch=session.step // self.steps_per_epoch, projector_state=session.projector.state_dict(),
-            optimizer_state=session.optimizer.state_dict(), rng=rng,
+            session.encoder,
+            self.config.to_dict(),
+            _preprocessing(self.config),
+            session.step,
+            epoch=session.step // self.steps_per_epoch,
+            projector_state=session.projector.state_dict(),
+            optimizer_state=session.optimizer.state_dict(),
+            rng=rng,
         )
         save_checkpoint(self.checkpoint, payload)
 
 
-def make_pair_source(config: TrainConfig, images: np.ndarray, device: torch.device, *,
-                     anchor_rows: np.ndarray | None = None, origin: tuple[str, str] | None = None) -> PairSource:
+def make_pair_source(
+    config: TrainConfig,
+    images: np.ndarray,
+    device: torch.device,
+    *,
+    anchor_rows: np.ndarray | None = None,
+    origin: tuple[str, str] | None = None,
+) -> PairSource:
     """The source of the two inputs of each training example.
 
     images: (N, H, W, 3) uint8, the train split; anchor_rows: the rows trained on (None: all of them).
@@ -237,18 +269,18 @@ def make_pair_source(config: TrainConfig, images: np.ndarray, device: torch.devi
     """
     if config.positives is None:
         return AugmentedPairs(images if anchor_rows is None else images[anchor_rows], config.views, device)
-    from embedkit.training.positives import NeighbourPairs, read_neighbour_table
-    from embedkit.training.config import pairs_digest
 
     if config.positives_sha256 is not None and pairs_digest(config.positives) != config.positives_sha256:
-        raise ConfigError(f"{config.positives}: pairs file changed since the run was configured "
-                          f"(expected {config.positives_sha256})")
+        raise ConfigError(
+            f"{config.positives}: pairs file changed since the run was configured (expected {config.positives_sha256})"
+        )
     covered, table = read_neighbour_table(config.positives, len(images), origin)
     if len(covered) < len(images):  # pairs made on a sample of the split: its rows are the anchors
         rows = subset_rows(len(covered), config.subset, config.seed)
         anchor_rows = covered if rows is None else covered[rows]
-    return NeighbourPairs(images, table, config.views, device, anchor_rows=anchor_rows,
-                          augment=config.augment_positives)
+    return NeighbourPairs(
+        images, table, config.views, device, anchor_rows=anchor_rows, augment=config.augment_positives
+    )
 
 
 def _origin(images) -> tuple[str, str] | None:
@@ -259,8 +291,6 @@ def _origin(images) -> tuple[str, str] | None:
 
 def _images_of(images) -> np.ndarray:
     """(N, 32, 32, 3) uint8 from an array or an ImageSet."""
-    from embedkit.data.sources import to_rgb32
-
     return to_rgb32(getattr(images, "images", images))
 
 

@@ -14,13 +14,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from embedkit.training.views import ViewConfig, make_views, normalize_batch, to_unit_float
+from embedkit.data.sources import KNOWN_DATASETS
 from embedkit.errors import ConfigError
 from embedkit.store.schema import check_declared_size
+from embedkit.training.views import ViewConfig, make_views, normalize_batch, to_unit_float
 
 
-def read_neighbour_table(path: Path | str, n_images: int,
-                         source: tuple[str, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_neighbour_table(
+    path: Path | str, n_images: int, source: tuple[str, str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(covered (M,), table (n_images, k)) int64: the rows the pairs file has neighbours for (sorted), and in
     row r of the table the train-split rows of image r's k nearest neighbours (-1 for rows not covered).
 
@@ -57,23 +59,25 @@ def read_neighbour_table(path: Path | str, n_images: int,
 def _check_source(path: Path, group: str, source: tuple[str, str]) -> None:
     """ConfigError if the pairs' group `<dataset>/<split>` names another split, or another known dataset, than
     `source`: its row numbers would silently pick the wrong images as positives."""
-    from embedkit.data.sources import KNOWN_DATASETS
-
     dataset, split = source
     made_dataset, _, made_split = group.rpartition("/")
     other_split = made_split in ("train", "test") and made_split != split
     other_dataset = made_dataset in KNOWN_DATASETS and made_dataset != dataset
     if other_split or other_dataset:
-        raise ConfigError(f"{path}: pairs made on store group '{group}', but training uses the {split} split of "
-                          f"{dataset} (make the pairs on a store of that split)")
+        raise ConfigError(
+            f"{path}: pairs made on store group '{group}', but training uses the {split} split of "
+            f"{dataset} (make the pairs on a store of that split)"
+        )
 
 
 def _check_table(path: Path, ids: np.ndarray, neighbours: np.ndarray, n_images: int) -> None:
     if ids.ndim != 1 or neighbours.ndim != 2 or len(neighbours) != len(ids) or neighbours.shape[1] < 1:
         raise ConfigError(f"{path}: malformed pairs file (ids {ids.shape}, neighbor_ids {neighbours.shape})")
     if len(ids) > n_images or (len(ids) and (ids.min() < 0 or ids.max() >= n_images)):
-        raise ConfigError(f"{path}: pairs for {len(ids)} images up to row {ids.max()}, but the training split has "
-                          f"{n_images} (make the pairs on a store of the same train split)")
+        raise ConfigError(
+            f"{path}: pairs for {len(ids)} images up to row {ids.max()}, but the training split has "
+            f"{n_images} (make the pairs on a store of the same train split)"
+        )
     if len(np.unique(ids)) != len(ids):
         raise ConfigError(f"{path}: ids repeat; a pairs file lists each row of the training split once")
     if neighbours.min() < 0 or neighbours.max() >= n_images:
@@ -83,8 +87,16 @@ def _check_table(path: Path, ids: np.ndarray, neighbours: np.ndarray, n_images: 
 class NeighbourPairs:
     """A `PairSource` whose positive for each anchor is a random one of its k nearest neighbours."""
 
-    def __init__(self, images: np.ndarray, neighbours: np.ndarray, config: ViewConfig, device: torch.device, *,
-                 anchor_rows: np.ndarray | None = None, augment: bool = False):
+    def __init__(
+        self,
+        images: np.ndarray,
+        neighbours: np.ndarray,
+        config: ViewConfig,
+        device: torch.device,
+        *,
+        anchor_rows: np.ndarray | None = None,
+        augment: bool = False,
+    ):
         """images: (N, H, W, 3) uint8, the whole train split; neighbours: (N, k) rows into `images` (-1: none).
 
         anchor_rows: the rows trained on (a `--subset`), None for all; their positives may be any train image.

@@ -20,7 +20,6 @@ from typing import Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from embedkit.data.sources import CIFAR10_MEAN, CIFAR10_STD
 
