@@ -11,7 +11,6 @@ from embedkit_cli.app import baseline_app, console, print_json
 from embedkit_cli.options import DataRootOption, JsonOption, WorkspaceOption, seed_option
 from embedkit_cli.progress import phase_progress
 
-LAPLACIAN_STORE_NAME = "laplacian.h5"
 
 
 @baseline_app.command("laplacian")
@@ -24,7 +23,7 @@ def laplacian(
     out: Annotated[
         Optional[Path],
         typer.Option("--out", show_default=False,
-                     help=f"Store to write \\[default: <workspace>/{LAPLACIAN_STORE_NAME}]."),
+                     help="Store to write \\[default: <workspace>/laplacian.h5]."),
     ] = None,
     pca_dim: Annotated[
         int,
@@ -51,7 +50,7 @@ def laplacian(
     from embedkit.baselines.laplacian import fit_laplacian_to_store
     from embedkit.workspace import Workspace
 
-    store = out if out is not None else Workspace.at(workspace).root / LAPLACIAN_STORE_NAME
+    store = out if out is not None else Workspace.at(workspace).laplacian_store
     with phase_progress() as (on_phase, on_progress):
         run = fit_laplacian_to_store(dataset, store, dim=dim, k=k, pca_dim=pca_dim or None, data_root=data_root,
                                      overwrite=overwrite, seed=seed, subset=subset, on_progress=on_progress,

@@ -42,7 +42,7 @@ def _out_dir(out: Path | None, workspace: Path | None, command: str, *figures: s
     from embedkit.eval.plots import check_figures_out
     from embedkit.workspace import Workspace
 
-    return check_figures_out(out if out is not None else Workspace.at(workspace).root / "figures" / command, figures)
+    return check_figures_out(out if out is not None else Workspace.at(workspace).figures_dir(command), figures)
 
 
 def _figure_path(out: Path | None, workspace: Path | None, command: str, name: str) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,6 +12,7 @@ from embedkit_cli.app import app, console, err_console, plot_app, print_json, st
 from embedkit_cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption, seed_option
 from embedkit_cli.progress import progress_bar
 from embedkit.errors import ConfigError
+from embedkit.workspace import Workspace
 
 
 def _opt(kind: type, flag: str, help_text: str):
@@ -47,15 +49,6 @@ def _test_split(dataset: str, data_root: Path | None):
         warn(f"no test losses will be logged (the test split of {dataset} has {len(test_set.images)} image)")
         return None
     return test_set
-
-
-def _run_dir(run_dir: Path | None, workspace: Path | None, resume: bool, preset: str) -> Path:
-    from embedkit.workspace import Workspace
-
-    if run_dir is not None:
-        return run_dir
-    ws = Workspace.at(workspace)
-    return ws.latest_checkpoint().parent if resume else ws.new_run_dir(f"vicreg-{preset}")
 
 
 @app.command("train")
@@ -105,6 +98,7 @@ def train_command(
     Ablations: --mu 0 (no variance term), --positives PAIRS (neighbour positives), --latent (no encoder: free
     vectors for the train and test images, fitted together).
     """
+    from embedkit.training.config import check_resume_options, flag
     from embedkit.training.loop import make_config, resume_config, train
 
     options = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
@@ -113,20 +107,20 @@ def train_command(
                    augment_positives=augment_positives or None)
     latent_only = dict(source_store=source_store, out=out, k=k)
     if latent:
-        _fit_latent(options, source_store, out, k, resume or run_dir is not None, device, workspace, json_out)
+        run_options = {"resume": resume or None, "run_dir": run_dir}
+        _fit_latent({**options, **run_options, "k": k}, source_store, out, device, workspace, json_out)
         return
     if any(v is not None for v in latent_only.values()):
         name = next(key for key, v in latent_only.items() if v is not None)
-        raise ConfigError(f"--{name.replace('_', '-')} only applies with --latent")
+        raise ConfigError(f"{flag(name)} only applies with --latent")
+    ws = Workspace.at(workspace)
     if resume:
-        changed = sorted(k for k, v in options.items() if v is not None and k != "epochs")
-        if changed:
-            raise ConfigError(f"--resume keeps the run's config; drop --{changed[0].replace('_', '-')}")
-        folder = _run_dir(run_dir, workspace, True, preset)
+        check_resume_options(options)
+        folder = ws.run_dir(run_dir, resume=True, preset=preset)
         config = resume_config(folder, epochs)
     else:
         config = make_config(preset, **options)
-        folder = _run_dir(run_dir, workspace, False, config.preset)
+        folder = ws.run_dir(run_dir, resume=False, preset=config.preset)
     train_set = _load_split(config.dataset, "train", data_root)
     test_set = _test_split(config.dataset, data_root) if config.test_images else None
     err_console.print(f"run folder: {folder}", highlight=False)
@@ -135,7 +129,8 @@ def train_command(
     try:
         with progress_bar("training", "img", per_step=config.batch_size, keep=True) as bar:
             result = train(config, folder, train_set, test_set, resume=resume, device=device,
-                           on_progress=lambda done, total: bar(done, total, note["text"]), on_log=on_log)
+                           on_progress=lambda done, total: bar(done, total, note["text"]), on_log=on_log,
+                           command=["embedkit", *sys.argv[1:]])
     except KeyboardInterrupt:
         saved = folder / "last.pt"
         where = f"progress saved in {saved}; continue with `embedkit train --resume --run-dir {folder}`"
@@ -145,21 +140,14 @@ def train_command(
     _show_train_result(result, config, json_out)
 
 
-def _fit_latent(options: dict, source_store, out, k, run_options: bool, device: str, workspace, json_out) -> None:
+def _fit_latent(options: dict, source_store, out, device: str, workspace, json_out) -> None:
     """`train --latent`: fit free vectors for cifar10 train and test on a source store's kNN pairs."""
-    from embedkit.baselines.latent import LatentConfig, fit_latent_to_store
-    from embedkit.workspace import Workspace
+    from embedkit.baselines.latent import fit_latent_to_store, latent_config_from
 
-    allowed = {"epochs", "batch_size", "lr", "lam", "mu", "nu", "seed"}
-    other = sorted(key for key, v in options.items() if v is not None and key not in allowed)
-    if other or run_options:
-        name = other[0].replace("_", "-") if other else "resume/--run-dir"
-        raise ConfigError(f"--latent has no encoder or run folder; drop --{name}")
-    values = {key: v for key, v in {**options, "k": k}.items() if v is not None and key in allowed | {"k"}}
-    config = LatentConfig(**values)
+    config = latent_config_from(options)
     ws = Workspace.at(workspace)
     source = source_store if source_store is not None else ws.default_store
-    target = out if out is not None else ws.root / "latent.h5"
+    target = out if out is not None else ws.latent_store
     with progress_bar("latent optimization", "steps", keep=True) as bar:
         run = fit_latent_to_store(source, target, config, device=device, on_progress=bar)
     if json_out:
@@ -218,7 +206,6 @@ def encode_command(
     """Encode dataset splits with a trained encoder into store groups <dataset>/<split>, with provenance."""
     from embedkit.training.encode import encode_to_store
     from embedkit.store.store import open_store
-    from embedkit.workspace import Workspace
 
     ws = Workspace.at(workspace)
     checkpoint = checkpoint if checkpoint is not None else ws.latest_checkpoint()
@@ -248,7 +235,6 @@ def plot_losses_command(
     """Plot a run's total loss and its invariance, variance and covariance terms per batch, train and test."""
     from embedkit.eval.plots import plot_losses
     from embedkit.training.loop import read_log
-    from embedkit.workspace import Workspace
 
     run = run if run is not None else Workspace.at(workspace).latest_checkpoint().parent
     records = read_log(run)

@@ -38,6 +38,26 @@ class Workspace:
     def default_store(self) -> Path:
         return self.root / STORE_NAME
 
+    @property
+    def latent_store(self) -> Path:
+        """Where `train --latent` writes its train and test groups by default."""
+        return self.root / "latent.h5"
+
+    @property
+    def laplacian_store(self) -> Path:
+        """Where `baseline laplacian` writes by default."""
+        return self.root / "laplacian.h5"
+
+    def figures_dir(self, command: str) -> Path:
+        """Where a command's figures go by default: `figures/<command>/`."""
+        return self.root / "figures" / command
+
+    def run_dir(self, run_dir: Path | None, *, resume: bool, preset: str) -> Path:
+        """The run folder a training writes: `run_dir` if given, else the latest run (resume) or a new one."""
+        if run_dir is not None:
+            return Path(run_dir)
+        return self.latest_checkpoint().parent if resume else self.new_run_dir(f"vicreg-{preset}")
+
     def new_run_dir(self, name: str) -> Path:
         """A fresh run folder `runs/<name>`, numbered `<name>-2`, `<name>-3`... if taken."""
         candidate = self.runs_dir / name

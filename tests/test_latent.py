@@ -90,3 +90,18 @@ def test_cli_train_latent(runner, cli_app, tmp_path, source):
     assert stray.exit_code == 1 and "--k only applies with --latent" in stray.output
     help_text = runner.invoke(cli_app, ["train", "--help"]).output
     assert "TRAIN AND TEST" in help_text and "NO encoder" in help_text
+
+
+def test_latent_config_from_training_options_refuses_what_it_cannot_use():
+    from embedkit.baselines.latent import LatentConfig, latent_config_from
+    from embedkit.errors import ConfigError
+    from embedkit.training.config import check_resume_options
+
+    assert latent_config_from({"epochs": 3, "k": 2, "encoder": None}) == LatentConfig(epochs=3, k=2)
+    with pytest.raises(ConfigError, match="drop --encoder"):
+        latent_config_from({"epochs": 3, "encoder": "small"})
+    with pytest.raises(ConfigError, match="drop --run-dir"):
+        latent_config_from({"run_dir": "runs/x"})
+    check_resume_options({"epochs": 4, "lr": None})
+    with pytest.raises(ConfigError, match="drop --batch-size"):
+        check_resume_options({"epochs": 4, "batch_size": 64})

@@ -253,3 +253,20 @@ def test_bad_pairs_files_are_one_line_config_errors(tmp_path, images):
         train(make_config("cpu", **TINY, positives=tmp_path / "junk.h5"), tmp_path / "run", images)
     with pytest.raises(ConfigError, match="augment_positives needs a positives file"):
         make_config("cpu", **TINY, augment_positives=True)
+
+
+def test_a_run_folder_keeps_each_start_with_its_command_line_and_code(tmp_path, rng):
+    import json
+
+    from embedkit.provenance import code_version
+    from embedkit.training.loop import RUNS_NAME, make_config, train
+
+    images = rng.integers(0, 256, size=(16, 8, 8, 3), dtype=np.uint8)
+    config = make_config("cpu", epochs=1, batch_size=8, test_images=0, encoder="small")
+    train(config, tmp_path / "run", images, device="cpu", command=["embedkit", "train", "--epochs", "1"])
+    train(make_config("cpu", epochs=2, batch_size=8, test_images=0, encoder="small"), tmp_path / "run", images,
+          resume=True, device="cpu", command=["embedkit", "train", "--resume"])
+    starts = [json.loads(line) for line in (tmp_path / "run" / RUNS_NAME).read_text().splitlines()]
+    assert [s["command"] for s in starts] == [["embedkit", "train", "--epochs", "1"], ["embedkit", "train", "--resume"]]
+    assert [s["resume"] for s in starts] == [False, True] and starts[1]["from_step"] == 2
+    assert starts[0]["code"] == code_version()

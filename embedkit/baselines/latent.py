@@ -86,6 +86,18 @@ class LatentRun:
         }
 
 
+LATENT_OPTIONS = ("epochs", "batch_size", "lr", "lam", "mu", "nu", "seed", "k")
+
+
+def latent_config_from(options: dict) -> LatentConfig:
+    """A LatentConfig from training options; ConfigError naming the first given option latent optimization has no
+    use for (it has no encoder, views or run folder), so a mistyped request is never silently ignored."""
+    other = sorted(name for name, value in options.items() if value is not None and name not in LATENT_OPTIONS)
+    if other:
+        raise ConfigError(f"--latent has no encoder or run folder; drop --{other[0].replace('_', '-')}")
+    return LatentConfig(**{name: value for name, value in options.items() if value is not None})
+
+
 def check_latent_config(config: LatentConfig, n_rows: int) -> None:
     """Raise ConfigError (one line) unless `config` can fit `n_rows` images."""
     checks = [

@@ -149,3 +149,15 @@ def validate_config(config: TrainConfig) -> TrainConfig:
         if not ok:
             raise ConfigError(message)
     return config
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of an option name, for messages: batch_size -> --batch-size."""
+    return "--" + name.replace("_", "-")
+
+
+def check_resume_options(options: dict) -> None:
+    """A resumed run keeps its saved config: only `epochs` may be given (ConfigError naming the first other one)."""
+    changed = sorted(name for name, value in options.items() if value is not None and name != "epochs")
+    if changed:
+        raise ConfigError(f"--resume keeps the run's config; drop {flag(changed[0])}")

@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +29,7 @@ import torch
 from embedkit.data.sources import subset_rows, to_rgb32
 from embedkit.device import pick_device
 from embedkit.errors import CheckpointError, ConfigError, TrainingError
+from embedkit.provenance import code_version
 from embedkit.training.config import PRESETS, TrainConfig, diverged, make_config, pairs_digest, validate_config
 from embedkit.training.losses import vicreg_loss
 from embedkit.training.models import (
@@ -45,6 +47,7 @@ __all__ = ["PRESETS", "TrainConfig", "TrainResult", "make_config", "read_log", "
 
 CHECKPOINT_NAME = "last.pt"
 LOG_NAME = "log.jsonl"
+RUNS_NAME = "runs.jsonl"  # one line per start or resume: when, which command line, which code
 TERMS = ("total", "inv", "var", "cov")  # the loss terms of every log record
 
 
@@ -89,9 +92,13 @@ def train(
     device: str = "auto",
     on_progress: Callable[[int, int], None] | None = None,
     on_log: Callable[[dict], None] | None = None,
+    command: list[str] | None = None,
 ) -> TrainResult:
-    """Train an encoder with VICReg and leave `<run_dir>/last.pt`, `log.jsonl` and `config.json`.
+    """Train an encoder with VICReg and leave `<run_dir>/last.pt`, `log.jsonl`, `config.json` and `runs.jsonl`.
 
+    `command` (the command line that asked for this, e.g. `sys.argv`) is appended to `runs.jsonl` with the time and
+    the code version (`embedkit.provenance.code_version()`), one line per start or resume, so a run folder says
+    how it was made.
     train_images / test_images: (N, H, W, C) uint8 arrays or `ImageSet`s (resized to 32x32 RGB); test may be None.
     `on_progress(step, total_steps)` and `on_log(record)` are called after every step (records are the JSON lines).
     Raises ConfigError for a bad config or a resume whose checkpoint was made with another config.
@@ -115,6 +122,7 @@ def train(
         _restore(session, config, run_dir / CHECKPOINT_NAME)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    _record_start(run_dir, command, resume=resume, step=session.step)
     _truncate_log(run_dir / LOG_NAME, session.step)
     first_step, started = session.step, time.perf_counter()
     loop = _Loop(config, session, source, test_source, run_dir, on_progress, on_log)
@@ -130,6 +138,14 @@ def train(
         last_test,
         images_per_s,
     )
+
+
+def _record_start(run_dir: Path, command: list[str] | None, *, resume: bool, step: int) -> None:
+    """Append this start (or resume) of the run to `<run_dir>/runs.jsonl`: time, command line, code version."""
+    record = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "resume": resume,
+              "from_step": step, "command": command, "code": code_version()}
+    with open(run_dir / RUNS_NAME, "a") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def read_log(run: Path) -> list[dict]:
