@@ -49,7 +49,11 @@ def run_once(data_root: Path, cache: Path) -> dict:
     start = time.perf_counter()
     out = subprocess.run(
         [sys.executable, __file__, "--child", "--data-root", str(data_root)],
-        env=env, capture_output=True, text=True, check=True, cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["process_s"] = time.perf_counter() - start
@@ -88,15 +92,25 @@ def report(runs: dict, archive: Path, load_before: tuple) -> None:
         med = {key: statistics.median(r[key] for r in results) for key in keys}
         ok = med["load_s"] < TARGETS_S[phase]
         summary[phase] = {**med, "n": len(results), "target_s": TARGETS_S[phase], "ok": ok, "runs": results}
-        print(f"{phase:<6}{len(results):>3}{med['load_s']:>9.2f}{med['load_cpu_s']:>12.2f}"
-              f"{TARGETS_S[phase]:>10.0f}  {'yes' if ok else 'NO ':<3}{med['import_s']:>9.2f}{med['process_s']:>11.2f}")
+        print(
+            f"{phase:<6}{len(results):>3}{med['load_s']:>9.2f}{med['load_cpu_s']:>12.2f}"
+            f"{TARGETS_S[phase]:>10.0f}  {'yes' if ok else 'NO ':<3}{med['import_s']:>9.2f}{med['process_s']:>11.2f}"
+        )
     ratio = summary["cold"]["load_s"] / summary["warm"]["load_s"]
     print(f"cold/warm load ratio: {ratio:.0f}x; images: {runs['cold'][0]['sizes']}")
     payload = {
-        "benchmark": "data_load", "archive": str(archive), "archive_bytes": archive.stat().st_size,
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
-        "cold_warm_load_ratio": ratio, **summary,
+        "benchmark": "data_load",
+        "archive": str(archive),
+        "archive_bytes": archive.stat().st_size,
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
+        "cold_warm_load_ratio": ratio,
+        **summary,
     }
     out = ROOT / "benchmarks" / "results" / "data_load.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -73,15 +73,50 @@ def write_synthetic_store(path: Path, n_train: int, n_test: int, n_ood: int) -> 
 def synthetic_commands(store: Path, out: Path, tsne: bool) -> dict[str, list[str]]:
     figures = ["--out", str(out / "figures")]
     commands = {
-        "pairs k=3 (train)": ["pairs", str(store), "--group", "synthetic/train", "--k", "3",
-                              "--out", str(out / "pairs.h5")],
-        "anomaly (test vs ood)": ["anomaly", str(store), "--reference", "synthetic/train", "--normal", "synthetic/test",
-                                  "--ood", "synthetic/ood", *figures],
+        "pairs k=3 (train)": [
+            "pairs",
+            str(store),
+            "--group",
+            "synthetic/train",
+            "--k",
+            "3",
+            "--out",
+            str(out / "pairs.h5"),
+        ],
+        "anomaly (test vs ood)": [
+            "anomaly",
+            str(store),
+            "--reference",
+            "synthetic/train",
+            "--normal",
+            "synthetic/test",
+            "--ood",
+            "synthetic/ood",
+            *figures,
+        ],
         "cluster k=10 (test, t-SNE map)": ["cluster", str(store), "--group", "synthetic/test", "--k", "10", *figures],
-        "cluster k=10 (test, PCA map)": ["cluster", str(store), "--group", "synthetic/test", "--k", "10",
-                                         "--map", "pca", *figures],
-        "cluster k=10 (train, PCA map)": ["cluster", str(store), "--group", "synthetic/train", "--k", "10",
-                                          "--map", "pca", *figures],
+        "cluster k=10 (test, PCA map)": [
+            "cluster",
+            str(store),
+            "--group",
+            "synthetic/test",
+            "--k",
+            "10",
+            "--map",
+            "pca",
+            *figures,
+        ],
+        "cluster k=10 (train, PCA map)": [
+            "cluster",
+            str(store),
+            "--group",
+            "synthetic/train",
+            "--k",
+            "10",
+            "--map",
+            "pca",
+            *figures,
+        ],
     }
     if not tsne:
         del commands["cluster k=10 (test, t-SNE map)"]
@@ -92,8 +127,16 @@ def real_commands(store: Path, out: Path, tsne: bool) -> dict[str, list[str]]:
     figures = ["--out", str(out / "figures-real")]
     cluster = ["cluster", str(store), "--group", "cifar10/test", "--k", "10", *figures]
     return {
-        "real: pairs k=3 (cifar10/train)": ["pairs", str(store), "--group", "cifar10/train", "--k", "3",
-                                            "--out", str(out / "pairs-real.h5")],
+        "real: pairs k=3 (cifar10/train)": [
+            "pairs",
+            str(store),
+            "--group",
+            "cifar10/train",
+            "--k",
+            "3",
+            "--out",
+            str(out / "pairs-real.h5"),
+        ],
         "real: anomaly (--ood mnist)": ["anomaly", str(store), "--ood", "mnist", *figures],
         f"real: cluster k=10 (test, {'t-SNE' if tsne else 'PCA'} map)": cluster if tsne else [*cluster, "--map", "pca"],
     }
@@ -106,15 +149,26 @@ def run_cli(args: list[str], cwd: Path, repeats: int) -> dict:
     times, cpu = [], []
     for _ in range(repeats):
         cpu_before, start = _children_cpu_s(), time.perf_counter()
-        done = subprocess.run([str(embedkit), *args, "--json"], cwd=cwd, env=env, capture_output=True, text=True,
-                              check=False)
+        done = subprocess.run(
+            [str(embedkit), *args, "--json"], cwd=cwd, env=env, capture_output=True, text=True, check=False
+        )
         times.append(time.perf_counter() - start)
         cpu.append(_children_cpu_s() - cpu_before)
         if done.returncode != 0:
-            return {"command": _shown(args), "ok": False, "exit_code": done.returncode,
-                    "error": (done.stderr.strip() or done.stdout.strip())[-600:]}
-    return {"command": _shown(args), "ok": True, "seconds": statistics.median(times),
-            "cpu_s": statistics.median(cpu), "runs_s": times, "answer": json.loads(done.stdout)}
+            return {
+                "command": _shown(args),
+                "ok": False,
+                "exit_code": done.returncode,
+                "error": (done.stderr.strip() or done.stdout.strip())[-600:],
+            }
+    return {
+        "command": _shown(args),
+        "ok": True,
+        "seconds": statistics.median(times),
+        "cpu_s": statistics.median(cpu),
+        "runs_s": times,
+        "answer": json.loads(done.stdout),
+    }
 
 
 def _children_cpu_s() -> float:
@@ -150,8 +204,13 @@ def time_help(cwd: Path) -> dict:
         subprocess.run([str(embedkit), "--help"], cwd=cwd, capture_output=True, check=True)
         times.append(time.perf_counter() - start)
         cpu.append(_children_cpu_s() - cpu_before)
-    return {"command": "embedkit --help", "ok": True, "seconds": statistics.median(times),
-            "cpu_s": statistics.median(cpu), "runs_s": times}
+    return {
+        "command": "embedkit --help",
+        "ok": True,
+        "seconds": statistics.median(times),
+        "cpu_s": statistics.median(cpu),
+        "runs_s": times,
+    }
 
 
 def real_store_rows(path: Path) -> dict[str, int] | None:
@@ -197,16 +256,21 @@ def run(sizes: tuple[int, int, int], repeats: int, real_store: Path | None, tsne
 
 def print_table(report: dict) -> None:
     n_train, n_test, n_ood = report["rows"]
-    print(f"end to end: synthetic store {n_train:,} train + {n_test:,} test + {n_ood:,} ood rows x {DIM} "
-          f"(written in {report['store_write_s']:.1f} s); median of {report['repeats']} fresh process(es); "
-          f"load average before {report['machine']['loadavg_before'][0]:.1f}")
+    print(
+        f"end to end: synthetic store {n_train:,} train + {n_test:,} test + {n_ood:,} ood rows x {DIM} "
+        f"(written in {report['store_write_s']:.1f} s); median of {report['repeats']} fresh process(es); "
+        f"load average before {report['machine']['loadavg_before'][0]:.1f}"
+    )
     print(f"{'command':<36}{'wall s':>8}{'CPU s':>7}  result")
     for name, r in report["commands"].items():
         if not r["ok"]:
             print(f"{name:<36}{'FAILED':>15}  exit {r['exit_code']}: {r['error'].splitlines()[-1][:70]}")
             continue
-        numbers = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()
-                            if k not in ("command", "ok", "seconds", "cpu_s", "runs_s"))
+        numbers = ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in r.items()
+            if k not in ("command", "ok", "seconds", "cpu_s", "runs_s")
+        )
         print(f"{name:<36}{r['seconds']:>8.1f}{r['cpu_s']:>7.1f}  {numbers}")
     if report["real_store"] is None:
         print("real CIFAR-10 store: not found (pass --real-store; default embedkit-work/store.h5)")
@@ -216,23 +280,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="5,000 + 1,000 + 1,000 rows (under a minute)")
     parser.add_argument("--repeats", type=int, default=1, help="fresh processes per command (median) [1]")
-    parser.add_argument("--real-store", type=Path, default=ROOT / "embedkit-work" / "store.h5",
-                        help="real CIFAR-10 store to time too, if it exists [embedkit-work/store.h5]")
-    parser.add_argument("--tsne", action=argparse.BooleanOptionalAction, default=None,
-                        help="time the cluster command with its default t-SNE map (minutes at 10,000 points on "
-                             "2 cores) [on; --quick: off]")
+    parser.add_argument(
+        "--real-store",
+        type=Path,
+        default=ROOT / "embedkit-work" / "store.h5",
+        help="real CIFAR-10 store to time too, if it exists [embedkit-work/store.h5]",
+    )
+    parser.add_argument(
+        "--tsne",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="time the cluster command with its default t-SNE map (minutes at 10,000 points on "
+        "2 cores) [on; --quick: off]",
+    )
     parser.add_argument("--no-real", action="store_true", help="skip the real store even if it exists")
     parser.add_argument("--out", type=Path, help="JSON output [benchmarks/results/end_to_end[_quick].json]")
     args = parser.parse_args()
     sizes = SIZES["quick" if args.quick else "full"]
     tsne = not args.quick if args.tsne is None else args.tsne
     load_before, start = os.getloadavg(), time.perf_counter()
-    report = {"benchmark": "end_to_end", "quick": args.quick, "rows": sizes, "repeats": args.repeats,
-              "tsne": tsne, **run(sizes, args.repeats, None if args.no_real else args.real_store, tsne)}
-    report.update(wall_s=round(time.perf_counter() - start, 1), measured=time.strftime("%Y-%m-%d %H:%M"),
-                  machine={"platform": platform.platform(), "python": platform.python_version(),
-                           "cpus": len(os.sched_getaffinity(0)), "loadavg_before": load_before,
-                           "loadavg_after": os.getloadavg()})
+    report = {
+        "benchmark": "end_to_end",
+        "quick": args.quick,
+        "rows": sizes,
+        "repeats": args.repeats,
+        "tsne": tsne,
+        **run(sizes, args.repeats, None if args.no_real else args.real_store, tsne),
+    }
+    report.update(
+        wall_s=round(time.perf_counter() - start, 1),
+        measured=time.strftime("%Y-%m-%d %H:%M"),
+        machine={
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": len(os.sched_getaffinity(0)),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
+    )
     print_table(report)
     out = args.out or ROOT / "benchmarks" / "results" / ("end_to_end_quick.json" if args.quick else "end_to_end.json")
     out.parent.mkdir(parents=True, exist_ok=True)

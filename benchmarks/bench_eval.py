@@ -50,11 +50,22 @@ def bench_probe(repeat: int) -> dict:
     mean, std = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6
     sk, sk_wall, sk_cpu = timed(lambda: LogisticRegression(max_iter=1000).fit((train_x - mean) / std, train_y))
     sk_acc = float(np.mean(sk.predict((test_x - mean) / std) == test_y))
-    return {"n_train": 50_000, "n_test": 10_000, "dim": 128, "accuracy": ours.accuracy,
-            "knn_accuracy": ours.knn_accuracy, "fit_s": ours.fit_seconds, "probe_total_wall_s": wall,
-            "probe_total_cpu_s": cpu, "evaluations": ours.evaluations, "sklearn_accuracy": sk_acc,
-            "sklearn_fit_wall_s": sk_wall, "sklearn_fit_cpu_s": sk_cpu, "sklearn_iterations": int(sk.n_iter_[0]),
-            "fit_speedup_vs_sklearn": sk_wall / ours.fit_seconds}
+    return {
+        "n_train": 50_000,
+        "n_test": 10_000,
+        "dim": 128,
+        "accuracy": ours.accuracy,
+        "knn_accuracy": ours.knn_accuracy,
+        "fit_s": ours.fit_seconds,
+        "probe_total_wall_s": wall,
+        "probe_total_cpu_s": cpu,
+        "evaluations": ours.evaluations,
+        "sklearn_accuracy": sk_acc,
+        "sklearn_fit_wall_s": sk_wall,
+        "sklearn_fit_cpu_s": sk_cpu,
+        "sklearn_iterations": int(sk.n_iter_[0]),
+        "fit_speedup_vs_sklearn": sk_wall / ours.fit_seconds,
+    }
 
 
 def bench_maps_and_clusters() -> dict:
@@ -67,9 +78,17 @@ def bench_maps_and_clusters() -> dict:
     _, pca_wall, _ = timed(lambda: project_2d(x, "pca"))
     xy, tsne_wall, tsne_cpu = timed(lambda: project_2d(x, "tsne"))
     clusters, km_wall, km_cpu = timed(lambda: cluster_embeddings(x, 10, labels))
-    return {"n": 10_000, "pca_wall_s": pca_wall, "tsne_wall_s": tsne_wall, "tsne_cpu_s": tsne_cpu,
-            "tsne_max_iter": TSNE_MAX_ITER, "tsne_silhouette_of_classes_2d": float(silhouette_score(xy, labels)),
-            "kmeans_plus_scores_wall_s": km_wall, "kmeans_plus_scores_cpu_s": km_cpu, "kmeans_ari": clusters.ari}
+    return {
+        "n": 10_000,
+        "pca_wall_s": pca_wall,
+        "tsne_wall_s": tsne_wall,
+        "tsne_cpu_s": tsne_cpu,
+        "tsne_max_iter": TSNE_MAX_ITER,
+        "tsne_silhouette_of_classes_2d": float(silhouette_score(xy, labels)),
+        "kmeans_plus_scores_wall_s": km_wall,
+        "kmeans_plus_scores_cpu_s": km_cpu,
+        "kmeans_ari": clusters.ari,
+    }
 
 
 def main() -> None:
@@ -79,8 +98,13 @@ def main() -> None:
     args = parser.parse_args()
     from embedkit.device import default_threads
 
-    report = {"machine": f"{default_threads()} CPU threads", "load_before": os.getloadavg()[0],
-              "probe": bench_probe(args.repeat), "maps": bench_maps_and_clusters(), "load_after": os.getloadavg()[0]}
+    report = {
+        "machine": f"{default_threads()} CPU threads",
+        "load_before": os.getloadavg()[0],
+        "probe": bench_probe(args.repeat),
+        "maps": bench_maps_and_clusters(),
+        "load_after": os.getloadavg()[0],
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -64,8 +64,12 @@ def run_full(data_root: Path, out: Path, k: int, dim: int, pca_dim: int) -> dict
     train, test = store.read("cifar10/train"), store.read("cifar10/test")
     start = time.perf_counter()
     accuracy = linear_probe(train.embeddings, train.labels, test.embeddings, test.labels)
-    return {**run.to_json(), "n": sum(run.rows.values()), "probe_accuracy": accuracy,
-            "probe_s": round(time.perf_counter() - start, 1)}
+    return {
+        **run.to_json(),
+        "n": sum(run.rows.values()),
+        "probe_accuracy": accuracy,
+        "probe_s": round(time.perf_counter() - start, 1),
+    }
 
 
 def run_quick(data_root: Path, k: int, dim: int, pca_dim: int) -> tuple[dict, np.ndarray]:
@@ -85,8 +89,13 @@ def run_quick(data_root: Path, k: int, dim: int, pca_dim: int) -> tuple[dict, np
     emb = result.embedding
     accuracy = linear_probe(emb[is_train], labels[is_train], emb[~is_train], labels[~is_train])
     seconds = {"load": load_s, **result.seconds, "total": round(load_s + sum(result.seconds.values()), 3)}
-    return {"n": len(x), "n_components": result.n_components, "seconds": seconds, "probe_accuracy": accuracy,
-            "smallest_eigenvalues": result.eigenvalues[:5].round(5).tolist()}, x
+    return {
+        "n": len(x),
+        "n_components": result.n_components,
+        "seconds": seconds,
+        "probe_accuracy": accuracy,
+        "smallest_eigenvalues": result.eigenvalues[:5].round(5).tolist(),
+    }, x
 
 
 def main() -> None:
@@ -131,15 +140,30 @@ def report(result: dict, args: argparse.Namespace, load_before: tuple) -> None:
     for phase, value in seconds.items():
         print(f"  {phase:<12}{value:>9.1f} s")
     print(f"  connected components before joining: {result['n_components']}")
-    print(f"  process: {result['wall_s']:.1f} s wall, {result['cpu_s']:.1f} s CPU (load average before: "
-          f"{load_before[0]:.1f}); target < {TARGET_S:.0f} s: {'yes' if fit_s < TARGET_S else 'NO'}")
+    print(
+        f"  process: {result['wall_s']:.1f} s wall, {result['cpu_s']:.1f} s CPU (load average before: "
+        f"{load_before[0]:.1f}); target < {TARGET_S:.0f} s: {'yes' if fit_s < TARGET_S else 'NO'}"
+    )
     if "raw_pixel_knn_estimate_s" in result:
         print(f"  kNN graph without PCA (3,072 dims), extrapolated: {result['raw_pixel_knn_estimate_s']:.0f} s")
     print(f"  linear probe (train -> test): {result['probe_accuracy']:.3f} (chance 0.100)")
-    payload = {"benchmark": "laplacian", "quick": args.quick, "dim": args.dim, "k": args.k, "pca_dim": args.pca_dim,
-               "target_s": TARGET_S, "ok": fit_s < TARGET_S, **result,
-               "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                           "cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()}}
+    payload = {
+        "benchmark": "laplacian",
+        "quick": args.quick,
+        "dim": args.dim,
+        "k": args.k,
+        "pca_dim": args.pca_dim,
+        "target_s": TARGET_S,
+        "ok": fit_s < TARGET_S,
+        **result,
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
+    }
     out = ROOT / "benchmarks" / "results" / ("laplacian_quick.json" if args.quick else "laplacian.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2, default=str) + "\n")

@@ -100,8 +100,7 @@ def _search_fn(method: str, folder: Path, reference: np.ndarray):
         from embedkit.search.index import open_group_index
 
         kind = {"embedkit_hnsw": "hnsw", "embedkit_ivf": "ivf"}.get(method, "flat")
-        searcher = open_group_index(folder / "store.h5", "bench/ref", kind=kind,
-                                    farthest=method == "embedkit_farthest")
+        searcher = open_group_index(folder / "store.h5", "bench/ref", kind=kind, farthest=method == "embedkit_farthest")
         search = lambda q, k: searcher.search(q, k)[1]  # noqa: E731
     return time.perf_counter() - start, search
 
@@ -112,8 +111,9 @@ def paired_overhead(folder: Path, reference: np.ndarray, queries: np.ndarray, re
     On a shared machine, load changes between subprocesses; alternating calls see the same load, so the
     median of the paired time ratios measures the wrapper's own overhead.
     """
-    methods = {name: _search_fn(name, folder, reference)[1] for name in ("faiss_flat", "embedkit_flat",
-                                                                          "embedkit_farthest")}
+    methods = {
+        name: _search_fn(name, folder, reference)[1] for name in ("faiss_flat", "embedkit_flat", "embedkit_farthest")
+    }
     out = {}
     for k in KS:
         times = {name: [] for name in methods}
@@ -122,10 +122,14 @@ def paired_overhead(folder: Path, reference: np.ndarray, queries: np.ndarray, re
                 start = time.perf_counter()
                 search(queries, k)
                 times[name].append(time.perf_counter() - start)
-        ratio = lambda a, b: statistics.median(x / y for x, y in zip(times[b], times[a]))  # noqa: E731
-        out[f"embedkit_flat/faiss_flat_k{k}"] = ratio("embedkit_flat", "faiss_flat")
-        out[f"embedkit_farthest/embedkit_flat_k{k}"] = ratio("embedkit_farthest", "embedkit_flat")
+        out[f"embedkit_flat/faiss_flat_k{k}"] = _median_ratio(times, "embedkit_flat", "faiss_flat")
+        out[f"embedkit_farthest/embedkit_flat_k{k}"] = _median_ratio(times, "embedkit_farthest", "embedkit_flat")
     return out
+
+
+def _median_ratio(times: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over paired repeats of time[b] / time[a]: how many times faster `a` is than `b`."""
+    return statistics.median(x / y for x, y in zip(times[b], times[a]))
 
 
 def run_worker(method: str, folder: Path, n_queries: int, repeats: int) -> dict:
@@ -140,7 +144,7 @@ def run_worker(method: str, folder: Path, n_queries: int, repeats: int) -> dict:
     search(queries[:64], 10)  # warm-up
     result = {"build_s": build_s, "queries": len(queries)}
     for k in KS:
-        seconds, rows = _timed(lambda: search(queries, k), repeats)
+        seconds, rows = _timed(lambda k=k: search(queries, k), repeats)
         result[f"qps_k{k}"] = len(queries) / seconds
         np.save(folder / f"rows-{method}-k{k}.npy", rows)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -148,8 +152,18 @@ def run_worker(method: str, folder: Path, n_queries: int, repeats: int) -> dict:
 
 
 def _spawn(method: str, folder: Path, n_queries: int, repeats: int) -> dict:
-    command = [sys.executable, __file__, "--worker", method, "--folder", str(folder),
-               "--queries", str(n_queries), "--repeats", str(repeats)]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        method,
+        "--folder",
+        str(folder),
+        "--queries",
+        str(n_queries),
+        "--repeats",
+        str(repeats),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"worker {method} failed:\n{done.stderr[-3000:]}")
@@ -186,9 +200,16 @@ def bench_size(n: int, n_queries: int, n_exact: int, repeats: int, methods: list
         if method != "embedkit_farthest":
             for k in KS:
                 results[method][f"recall_at_{k}"] = _recall(folder, method, k, truth)
-    return {"n": n, "dim": 128, "queries": n_queries, "exact_queries": n_exact,
-            "store_write_s": store_write_s, "methods": results, "ratios": _ratios(results),
-            "paired_ratios": paired}
+    return {
+        "n": n,
+        "dim": 128,
+        "queries": n_queries,
+        "exact_queries": n_exact,
+        "store_write_s": store_write_s,
+        "methods": results,
+        "ratios": _ratios(results),
+        "paired_ratios": paired,
+    }
 
 
 def _ratios(results: dict) -> dict:
@@ -211,8 +232,18 @@ def bench_pairs(folder: Path) -> dict:
     """`embedkit pairs --k 3` on the 50,000 x 128 store, timed as a fresh CLI process (imports included)."""
     embedkit = Path(sys.executable).with_name("embedkit")
     out = folder / "pairs.h5"
-    command = [str(embedkit), "pairs", str(folder / "store.h5"), "--group", "bench/ref", "--k", "3",
-               "--out", str(out), "--json"]
+    command = [
+        str(embedkit),
+        "pairs",
+        str(folder / "store.h5"),
+        "--group",
+        "bench/ref",
+        "--k",
+        "3",
+        "--out",
+        str(out),
+        "--json",
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
@@ -223,23 +254,29 @@ def bench_pairs(folder: Path) -> dict:
 
 def print_table(report: dict) -> None:
     for size in report["sizes"]:
-        print(f"\n{size['n']:,} x {size['dim']}  ({size['queries']:,} queries, exact methods "
-              f"{size['exact_queries']:,}; data alone {size['methods']['load_only']['peak_rss_mb']:,.0f} MB RSS)")
+        print(
+            f"\n{size['n']:,} x {size['dim']}  ({size['queries']:,} queries, exact methods "
+            f"{size['exact_queries']:,}; data alone {size['methods']['load_only']['peak_rss_mb']:,.0f} MB RSS)"
+        )
         print(f"{'method':<20}{'build s':>9}{'q/s k=3':>11}{'q/s k=10':>11}{'R@3':>7}{'R@10':>7}{'peak MB':>9}")
         for method, r in size["methods"].items():
             if method == "load_only":
                 continue
             recall = [f"{r[f'recall_at_{k}']:.3f}" if f"recall_at_{k}" in r else "-" for k in KS]
-            print(f"{method:<20}{r['build_s']:>9.2f}{r['qps_k3']:>11,.0f}{r['qps_k10']:>11,.0f}"
-                  f"{recall[0]:>7}{recall[1]:>7}{r['peak_rss_mb']:>9,.0f}")
+            print(
+                f"{method:<20}{r['build_s']:>9.2f}{r['qps_k3']:>11,.0f}{r['qps_k10']:>11,.0f}"
+                f"{recall[0]:>7}{recall[1]:>7}{r['peak_rss_mb']:>9,.0f}"
+            )
         print("  throughput ratios (separate processes | paired in one process, same load):")
         for key, value in size["ratios"].items():
             paired = size["paired_ratios"].get(key)
             print(f"  {key:<40} {value:6.2f}x" + (f" | {paired:5.2f}x" if paired else ""))
     if "pairs" in report:
         p = report["pairs"]
-        print(f"\nembedkit pairs --k 3 on 50,000 x 128: {p['end_to_end_s']:.1f} s end to end "
-              f"({p['library_s']:.1f} s in the library)")
+        print(
+            f"\nembedkit pairs --k 3 on 50,000 x 128: {p['end_to_end_s']:.1f} s end to end "
+            f"({p['library_s']:.1f} s in the library)"
+        )
 
 
 def _merge_previous(path: Path, report: dict) -> dict:
@@ -269,9 +306,11 @@ def main() -> None:
         print(json.dumps(run_worker(args.worker, args.folder, args.queries, args.repeats)))
         return
     sizes = [50_000] if args.quick else [int(s) for s in (args.sizes or "50000,1000000").split(",")]
-    report = {"machine": f"{platform.machine()} {platform.processor() or ''} "
-                         f"{len(__import__('os').sched_getaffinity(0))} CPU threads".strip(),
-              "sizes": []}
+    report = {
+        "machine": f"{platform.machine()} {platform.processor() or ''} "
+        f"{len(__import__('os').sched_getaffinity(0))} CPU threads".strip(),
+        "sizes": [],
+    }
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
         for n in sizes:
             folder = Path(tmp) / str(n)

@@ -31,8 +31,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -48,8 +48,11 @@ FEW_ROWS = 10
 def make_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(n, 128) float32 embeddings, (n,) int64 labels in 0..9, (n,) int64 ids 0..n-1."""
     rng = np.random.default_rng(seed)
-    return (rng.normal(size=(n, DIM)).astype(np.float32), rng.integers(0, 10, n, dtype=np.int64),
-            np.arange(n, dtype=np.int64))
+    return (
+        rng.normal(size=(n, DIM)).astype(np.float32),
+        rng.integers(0, 10, n, dtype=np.int64),
+        np.arange(n, dtype=np.int64),
+    )
 
 
 def _fsync(paths: list[Path]) -> None:
@@ -93,8 +96,13 @@ def write_methods(folder: Path, emb, labels, ids) -> dict[str, Callable[[], None
             for name, array in zip(("embeddings", "labels", "ids"), (emb, labels, ids)):
                 h5.create_dataset(f"{GROUP}/{name}", data=array)
 
-    return {"embedkit_write_group": embedkit_write_group, "embedkit_group_writer": embedkit_group_writer,
-            "np_save": np_save, "np_save_fsync": np_save_fsync, "h5py_plain": h5py_plain}
+    return {
+        "embedkit_write_group": embedkit_write_group,
+        "embedkit_group_writer": embedkit_group_writer,
+        "np_save": np_save,
+        "np_save_fsync": np_save_fsync,
+        "h5py_plain": h5py_plain,
+    }
 
 
 def read_methods(folder: Path, rows: np.ndarray) -> dict[str, Callable[[], object]]:
@@ -179,15 +187,25 @@ def run(n: int, rounds: int) -> dict:
         writes = time_rounds(write_methods(folder, emb, labels, ids), rounds)
         check_reads(folder, emb, labels, ids, rows)
         reads = time_rounds(read_methods(folder, rows), rounds)
-        sizes = {"embedkit_store": (folder / "wg.h5").stat().st_size,
-                 "embedkit_group_writer": (folder / "gw.h5").stat().st_size,
-                 "npy_files": sum((folder / f"{name}.npy").stat().st_size for name in ("embeddings", "labels", "ids")),
-                 "h5py_plain": (folder / "plain.h5").stat().st_size}
+        sizes = {
+            "embedkit_store": (folder / "wg.h5").stat().st_size,
+            "embedkit_group_writer": (folder / "gw.h5").stat().st_size,
+            "npy_files": sum((folder / f"{name}.npy").stat().st_size for name in ("embeddings", "labels", "ids")),
+            "h5py_plain": (folder / "plain.h5").stat().st_size,
+        }
     seconds = {**writes, **reads}
-    return {"n": n, "dim": DIM, "random_rows": len(rows), "chunk_rows": CHUNK_ROWS, "rounds": rounds,
-            "seconds": seconds, "ratios": ratios(seconds), "file_bytes": sizes,
-            "raw_bytes": emb.nbytes + labels.nbytes + ids.nbytes,
-            "store_has_row_subset_read": True}
+    return {
+        "n": n,
+        "dim": DIM,
+        "random_rows": len(rows),
+        "chunk_rows": CHUNK_ROWS,
+        "rounds": rounds,
+        "seconds": seconds,
+        "ratios": ratios(seconds),
+        "file_bytes": sizes,
+        "raw_bytes": emb.nbytes + labels.nbytes + ids.nbytes,
+        "store_has_row_subset_read": True,
+    }
 
 
 def ratios(s: dict[str, float]) -> dict[str, float]:
@@ -209,8 +227,10 @@ def ratios(s: dict[str, float]) -> dict[str, float]:
 
 def print_table(report: dict) -> None:
     s, r = report["seconds"], report["ratios"]
-    print(f"store I/O, {report['n']:,} x {report['dim']} float32 + labels + ids "
-          f"({report['raw_bytes'] / 2**20:.1f} MiB raw), median of {report['rounds']} rounds")
+    print(
+        f"store I/O, {report['n']:,} x {report['dim']} float32 + labels + ids "
+        f"({report['raw_bytes'] / 2**20:.1f} MiB raw), median of {report['rounds']} rounds"
+    )
     print(f"{'operation':<28}{'ms':>10}{'MiB/s':>9}")
     for name, seconds in s.items():
         moved = report["raw_bytes"] if name.startswith(("embedkit_", "np_", "h5py_", "read_")) else None
@@ -220,9 +240,11 @@ def print_table(report: dict) -> None:
     for key, value in r.items():
         print(f"  {key:<36}{value:6.2f}x")
     print("file sizes: " + ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in report["file_bytes"].items()))
-    print(f"NOTE: rows_embedkit is Store.read_rows of {report['random_rows']:,} random rows (only the chunks holding "
-          f"them; here that is every chunk), rows_embedkit_10 of {FEW_ROWS}; rows_embedkit_read_all reads the whole "
-          "group and indexes it; rows_h5py_on_store reads the store file with h5py.")
+    print(
+        f"NOTE: rows_embedkit is Store.read_rows of {report['random_rows']:,} random rows (only the chunks holding "
+        f"them; here that is every chunk), rows_embedkit_10 of {FEW_ROWS}; rows_embedkit_read_all reads the whole "
+        "group and indexes it; rows_h5py_on_store reads the store file with h5py."
+    )
 
 
 def main() -> None:
@@ -236,10 +258,19 @@ def main() -> None:
     rounds = args.rounds or (3 if args.quick else 7)
     load_before, start = os.getloadavg(), time.perf_counter()
     report = run(n, rounds)
-    machine = {"platform": platform.platform(), "python": platform.python_version(),
-               "cpus": len(os.sched_getaffinity(0)), "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
-    report.update(quick=args.quick, wall_s=round(time.perf_counter() - start, 1),
-                  measured=time.strftime("%Y-%m-%d %H:%M"), machine=machine)
+    machine = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": len(os.sched_getaffinity(0)),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+    }
+    report.update(
+        quick=args.quick,
+        wall_s=round(time.perf_counter() - start, 1),
+        measured=time.strftime("%Y-%m-%d %H:%M"),
+        machine=machine,
+    )
     print_table(report)
     out = args.out or ROOT / "benchmarks" / "results" / ("store_io_quick.json" if args.quick else "store_io.json")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -68,9 +68,16 @@ def bench_step(kind: str, repeats: int) -> dict:
     cpu_times: list[float] = []
     seconds = _median_s(step, repeats, cpu_times)
     params = sum(p.numel() for p in session.encoder.parameters())
-    return {"encoder": kind, "device": str(device), "threads": torch.get_num_threads(), "batch": BATCH,
-            "step_s": seconds, "images_per_s": BATCH / seconds, "params": params,
-            "images_per_cpu_s": BATCH / statistics.median(cpu_times)}
+    return {
+        "encoder": kind,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "batch": BATCH,
+        "step_s": seconds,
+        "images_per_s": BATCH / seconds,
+        "params": params,
+        "images_per_cpu_s": BATCH / statistics.median(cpu_times),
+    }
 
 
 def bench_views(repeats: int) -> dict:
@@ -88,17 +95,24 @@ def bench_views(repeats: int) -> dict:
     x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
     generator = torch.Generator().manual_seed(0)
     kornia_views = torch.nn.Sequential(
-        K.RandomResizedCrop((32, 32), scale=config.crop_scale), K.RandomHorizontalFlip(),
-        K.ColorJitter(*config.jitter, p=config.jitter_p), K.RandomGrayscale(p=config.gray_p),
+        K.RandomResizedCrop((32, 32), scale=config.crop_scale),
+        K.RandomHorizontalFlip(),
+        K.ColorJitter(*config.jitter, p=config.jitter_p),
+        K.RandomGrayscale(p=config.gray_p),
         K.RandomGaussianBlur((3, 3), config.blur_sigma, p=config.blur_p),
         K.Normalize(torch.tensor(config.mean), torch.tensor(config.std)),
     )
-    pil_views = T.Compose([
-        T.RandomResizedCrop(32, scale=config.crop_scale), T.RandomHorizontalFlip(),
-        T.RandomApply([T.ColorJitter(*config.jitter)], p=config.jitter_p), T.RandomGrayscale(config.gray_p),
-        T.RandomApply([T.GaussianBlur(3, config.blur_sigma)], p=config.blur_p), T.ToTensor(),
-        T.Normalize(config.mean, config.std),
-    ])
+    pil_views = T.Compose(
+        [
+            T.RandomResizedCrop(32, scale=config.crop_scale),
+            T.RandomHorizontalFlip(),
+            T.RandomApply([T.ColorJitter(*config.jitter)], p=config.jitter_p),
+            T.RandomGrayscale(config.gray_p),
+            T.RandomApply([T.GaussianBlur(3, config.blur_sigma)], p=config.blur_p),
+            T.ToTensor(),
+            T.Normalize(config.mean, config.std),
+        ]
+    )
     pil_images = [Image.fromarray(p) for p in pixels]
     timings = {
         "batched": _median_s(lambda: make_views(x, config, generator), repeats),
@@ -107,8 +121,12 @@ def bench_views(repeats: int) -> dict:
     }
     torch.set_num_threads(threads)
     rates = {f"{name}_images_per_s": BATCH / s for name, s in timings.items()}
-    return {**rates, "batched_over_pil": timings["pil"] / timings["batched"],
-            "batched_over_kornia": timings["kornia"] / timings["batched"], "threads": 1}
+    return {
+        **rates,
+        "batched_over_pil": timings["pil"] / timings["batched"],
+        "batched_over_kornia": timings["kornia"] / timings["batched"],
+        "threads": 1,
+    }
 
 
 def main() -> None:
@@ -121,24 +139,37 @@ def main() -> None:
 
     load_before = os.getloadavg()
     views = bench_views(3 if args.quick else 10)
-    steps = [bench_step(kind, (2 if args.quick else 5) if kind == "small" else (1 if args.quick else 2))
-             for kind in args.encoders.split(",")]
+    steps = [
+        bench_step(kind, (2 if args.quick else 5) if kind == "small" else (1 if args.quick else 2))
+        for kind in args.encoders.split(",")
+    ]
     cpu = make_config("cpu")
     for row in steps:
         row["epoch_min"] = CIFAR_TRAIN / row["images_per_s"] / 60
         row["cpu_preset_run_min"] = row["epoch_min"] * cpu.epochs
-    report = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "quick": args.quick,
-              "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "views": views, "steps": steps,
-              "cpu_preset_epochs": cpu.epochs}
+    report = {
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "quick": args.quick,
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+        "views": views,
+        "steps": steps,
+        "cpu_preset_epochs": cpu.epochs,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"views, 1 thread, batch {BATCH}: batched {views['batched_images_per_s']:,.0f} img/s, kornia "
-          f"{views['kornia_images_per_s']:,.0f}, PIL {views['pil_images_per_s']:,.0f}  "
-          f"(batched/PIL {views['batched_over_pil']:.1f}x, batched/kornia {views['batched_over_kornia']:.1f}x)")
+    print(
+        f"views, 1 thread, batch {BATCH}: batched {views['batched_images_per_s']:,.0f} img/s, kornia "
+        f"{views['kornia_images_per_s']:,.0f}, PIL {views['pil_images_per_s']:,.0f}  "
+        f"(batched/PIL {views['batched_over_pil']:.1f}x, batched/kornia {views['batched_over_kornia']:.1f}x)"
+    )
     for row in steps:
-        print(f"step {row['encoder']:>8} ({row['params'] / 1e6:.2f}M params, {row['device']}, {row['threads']} "
-              f"threads): {row['images_per_s']:,.1f} img/s ({row['images_per_cpu_s']:,.1f} per CPU-second), "
-              f"{row['epoch_min']:.1f} min per CIFAR-10 epoch")
+        print(
+            f"step {row['encoder']:>8} ({row['params'] / 1e6:.2f}M params, {row['device']}, {row['threads']} "
+            f"threads): {row['images_per_s']:,.1f} img/s ({row['images_per_cpu_s']:,.1f} per CPU-second), "
+            f"{row['epoch_min']:.1f} min per CIFAR-10 epoch"
+        )
     print(f"load average before/after: {load_before[0]:.1f} / {report['loadavg_after'][0]:.1f}; wrote {args.out}")
 
 

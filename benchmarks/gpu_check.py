@@ -29,8 +29,8 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -39,10 +39,17 @@ sys.path.insert(0, str(ROOT))
 
 # sizes: (full run on a GPU, tiny dry run)
 SIZES = {  # tiny: ResNet-18 on 2 busy CPU cores does about 2 images/s in training
-    "step_batch": (256, 16), "warmup_steps": (3, 1), "timed_steps": (20, 2),
-    "subset": (10_000, 64), "run_batch": (256, 32), "run_test_images": (2048, 32),
-    "encode_images": (10_000, 256), "encode_warmup": (512, 32),
-    "search_n": (1_000_000, 20_000), "search_queries": (10_000, 500), "cpu_queries": (500, 100),
+    "step_batch": (256, 16),
+    "warmup_steps": (3, 1),
+    "timed_steps": (20, 2),
+    "subset": (10_000, 64),
+    "run_batch": (256, 32),
+    "run_test_images": (2048, 32),
+    "encode_images": (10_000, 256),
+    "encode_warmup": (512, 32),
+    "search_n": (1_000_000, 20_000),
+    "search_queries": (10_000, 500),
+    "cpu_queries": (500, 100),
 }
 SEARCH_K = 10
 # estimated seconds each step may take at most (skip it if less than this is left)
@@ -56,13 +63,23 @@ def size(name: str, tiny: bool) -> int:
 def environment() -> dict:
     import torch
 
-    out = {"torch": torch.__version__, "cuda_available": torch.cuda.is_available(), "torch_cuda": torch.version.cuda,
-           "cpu_threads": torch.get_num_threads(), "python": platform.python_version(), "platform": platform.platform()}
+    out = {
+        "torch": torch.__version__,
+        "cuda_available": torch.cuda.is_available(),
+        "torch_cuda": torch.version.cuda,
+        "cpu_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        out.update(gpu=props.name, gpu_count=torch.cuda.device_count(),
-                   gpu_memory_gb=round(props.total_memory / 2**30, 1), capability=f"{props.major}.{props.minor}",
-                   bf16=torch.cuda.is_bf16_supported())
+        out.update(
+            gpu=props.name,
+            gpu_count=torch.cuda.device_count(),
+            gpu_memory_gb=round(props.total_memory / 2**30, 1),
+            capability=f"{props.major}.{props.minor}",
+            bf16=torch.cuda.is_bf16_supported(),
+        )
     out.update(faiss_info())
     return out
 
@@ -74,8 +91,12 @@ def faiss_info() -> dict:
     faiss = load_faiss()
     gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
     has_gpu = hasattr(faiss, "StandardGpuResources") and gpus > 0
-    return {"faiss": faiss.__version__, "faiss_gpus": gpus, "faiss_gpu_support": has_gpu,
-            "faiss_note": None if has_gpu else "this faiss build has no GPU support (faiss-cpu, the default install)"}
+    return {
+        "faiss": faiss.__version__,
+        "faiss_gpus": gpus,
+        "faiss_gpu_support": has_gpu,
+        "faiss_note": None if has_gpu else "this faiss build has no GPU support (faiss-cpu, the default install)",
+    }
 
 
 def _sync(device) -> None:
@@ -106,10 +127,19 @@ def train_step(tiny: bool) -> dict:
         if i >= size("warmup_steps", tiny):
             times.append(time.perf_counter() - start)
     step_s = statistics.median(times)
-    out = {"preset": "gpu", "encoder": config.encoder, "optimizer": config.optimizer, "amp": config.amp,
-           "device": str(device), "batch": batch, "step_s": step_s, "images_per_s": batch / step_s,
-           "cifar10_epoch_s": 50_000 / (batch / step_s), "gpu_preset_run_min": 50_000 / (batch / step_s)
-           * config.epochs / 60, "gpu_preset_epochs": config.epochs}
+    out = {
+        "preset": "gpu",
+        "encoder": config.encoder,
+        "optimizer": config.optimizer,
+        "amp": config.amp,
+        "device": str(device),
+        "batch": batch,
+        "step_s": step_s,
+        "images_per_s": batch / step_s,
+        "cifar10_epoch_s": 50_000 / (batch / step_s),
+        "gpu_preset_run_min": 50_000 / (batch / step_s) * config.epochs / 60,
+        "gpu_preset_epochs": config.epochs,
+    }
     if device.type == "cuda":
         out["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     return out
@@ -136,13 +166,24 @@ def train_run(tiny: bool, data_root: Path | None, run_dir: Path) -> dict:
     train_images, source = load_split("train", data_root, subset)
     test_images, _ = load_split("test", data_root, size("run_test_images", tiny))
     load_s = time.perf_counter() - start
-    config = make_config("gpu", epochs=1, subset=subset, batch_size=size("run_batch", tiny),
-                         test_images=size("run_test_images", tiny))
+    config = make_config(
+        "gpu", epochs=1, subset=subset, batch_size=size("run_batch", tiny), test_images=size("run_test_images", tiny)
+    )
     start = time.perf_counter()
     result = train(config, run_dir, train_images, test_images, device="auto")
-    return {"images": source, "load_s": load_s, "subset": subset, "batch": config.batch_size, "epochs": 1,
-            "steps": result.steps, "seconds": time.perf_counter() - start, "images_per_s": result.images_per_s,
-            "train_terms": result.train_terms, "test_terms": result.test_terms, "checkpoint": str(result.checkpoint)}
+    return {
+        "images": source,
+        "load_s": load_s,
+        "subset": subset,
+        "batch": config.batch_size,
+        "epochs": 1,
+        "steps": result.steps,
+        "seconds": time.perf_counter() - start,
+        "images_per_s": result.images_per_s,
+        "train_terms": result.train_terms,
+        "test_terms": result.test_terms,
+        "checkpoint": str(result.checkpoint),
+    }
 
 
 def encode(tiny: bool, data_root: Path | None, checkpoint: Path) -> dict:
@@ -158,9 +199,14 @@ def encode(tiny: bool, data_root: Path | None, checkpoint: Path) -> dict:
     start = time.perf_counter()
     emb = encode_images(encoder, images, batch_size=512, device="auto")
     seconds = time.perf_counter() - start
-    return {"images": source, "n": len(images), "dim": int(emb.shape[1]), "seconds": seconds,
-            "images_per_s": len(images) / seconds, "finite": bool(np.isfinite(emb).all())}
-
+    return {
+        "images": source,
+        "n": len(images),
+        "dim": int(emb.shape[1]),
+        "seconds": seconds,
+        "images_per_s": len(images) / seconds,
+        "finite": bool(np.isfinite(emb).all()),
+    }
 
 
 def make_vectors(n: int, seed: int) -> np.ndarray:
@@ -197,8 +243,10 @@ def torch_search_fn(reference: np.ndarray, device) -> Callable[[np.ndarray], np.
 
     def search(queries: np.ndarray) -> np.ndarray:
         q = torch.from_numpy(queries).to(device)
-        out = [torch.topk(norms[None, :] - 2.0 * (q[i : i + 256] @ ref.T), SEARCH_K, largest=False).indices
-               for i in range(0, len(q), 256)]
+        out = [
+            torch.topk(norms[None, :] - 2.0 * (q[i : i + 256] @ ref.T), SEARCH_K, largest=False).indices
+            for i in range(0, len(q), 256)
+        ]
         return torch.cat(out).cpu().numpy()
 
     return search
@@ -217,9 +265,15 @@ def search(tiny: bool) -> dict:
     cpu_qps, truth = _qps(lambda q: cpu.search(q, SEARCH_K)[1], queries[:n_cpu])
     device = pick_device("auto")
     torch_qps, rows = _qps(torch_search_fn(reference, device), queries)
-    out = {"n": n, "dim": 128, "k": SEARCH_K, "queries": n_queries, "recall_against": f"faiss_cpu_flat, first {n_cpu}",
-           "faiss_cpu_flat": {"queries": n_cpu, "qps": cpu_qps},
-           "torch_bruteforce": {"device": str(device), "qps": torch_qps, "recall_at_10": _recall(rows, truth)}}
+    out = {
+        "n": n,
+        "dim": 128,
+        "k": SEARCH_K,
+        "queries": n_queries,
+        "recall_against": f"faiss_cpu_flat, first {n_cpu}",
+        "faiss_cpu_flat": {"queries": n_cpu, "qps": cpu_qps},
+        "torch_bruteforce": {"device": str(device), "qps": torch_qps, "recall_at_10": _recall(rows, truth)},
+    }
     info = faiss_info()
     if info["faiss_gpu_support"]:
         resources = faiss.StandardGpuResources()  # must outlive the GPU index
@@ -239,8 +293,7 @@ def run_step(name: str, fn: Callable[[], dict], deadline: float) -> dict:
     """{"ok": True, "seconds", **fn()} or {"ok": False, "error"}; skipped if the budget would be exceeded."""
     left = deadline - time.perf_counter()
     if left < STEP_ESTIMATE_S.get(name, 0):
-        return {"ok": False, "skipped": f"time budget: {left:.0f} s left, the step may take "
-                                         f"{STEP_ESTIMATE_S[name]} s"}
+        return {"ok": False, "skipped": f"time budget: {left:.0f} s left, the step may take {STEP_ESTIMATE_S[name]} s"}
     print(f"gpu_check: {name} ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
     try:
@@ -253,8 +306,10 @@ def run_step(name: str, fn: Callable[[], dict], deadline: float) -> dict:
 
 def run_all(tiny: bool, data_root: Path | None, budget_s: float) -> dict:
     deadline = time.perf_counter() + budget_s
-    steps = {"environment": run_step("environment", environment, deadline),
-             "train_step": run_step("train_step", lambda: train_step(tiny), deadline)}
+    steps = {
+        "environment": run_step("environment", environment, deadline),
+        "train_step": run_step("train_step", lambda: train_step(tiny), deadline),
+    }
     with tempfile.TemporaryDirectory(prefix="embedkit-gpu-check-") as tmp:
         steps["train_run"] = run_step("train_run", lambda: train_run(tiny, data_root, Path(tmp) / "run"), deadline)
         if steps["train_run"]["ok"]:
@@ -271,17 +326,24 @@ def one_line(summary: dict) -> dict:
     steps = summary["steps"]
     pick = lambda step, *keys: _dig(steps.get(step, {}), keys)  # noqa: E731
     return {
-        "check": "gpu_check", "ok": summary["ok"], "tiny": summary["tiny"], "cuda": summary["cuda"],
-        "gpu": pick("environment", "gpu"), "note": summary["note"],
+        "check": "gpu_check",
+        "ok": summary["ok"],
+        "tiny": summary["tiny"],
+        "cuda": summary["cuda"],
+        "gpu": pick("environment", "gpu"),
+        "note": summary["note"],
         "train_step_images_per_s": pick("train_step", "images_per_s"),
         "gpu_preset_run_min": pick("train_step", "gpu_preset_run_min"),
-        "train_run_images_per_s": pick("train_run", "images_per_s"), "train_run_images": pick("train_run", "images"),
+        "train_run_images_per_s": pick("train_run", "images_per_s"),
+        "train_run_images": pick("train_run", "images"),
         "encode_images_per_s": pick("encode", "images_per_s"),
-        "search_qps_k10": {name: pick("search", name, "qps") for name in
-                           ("faiss_cpu_flat", "torch_bruteforce", "faiss_gpu_flat")},
+        "search_qps_k10": {
+            name: pick("search", name, "qps") for name in ("faiss_cpu_flat", "torch_bruteforce", "faiss_gpu_flat")
+        },
         "faiss_gpu": pick("search", "faiss_gpu_flat", "skipped") or pick("environment", "faiss_gpu_support"),
         "failed": {name: step.get("error") or step.get("skipped") for name, step in steps.items() if not step["ok"]},
-        "wall_s": summary["wall_s"], "details": summary["details"],
+        "wall_s": summary["wall_s"],
+        "details": summary["details"],
     }
 
 
@@ -296,9 +358,13 @@ def _dig(d: dict, keys: tuple[str, ...]):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="toy sizes: a dry run (automatic when CUDA is absent)")
-    parser.add_argument("--data-root", type=Path, default=os.environ.get("EMBEDKIT_DATA"),
-                        help="folder with cifar10-jpeg.tar.gz [$EMBEDKIT_DATA, else embedkit's default; random "
-                             "images if CIFAR-10 is not found]")
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=os.environ.get("EMBEDKIT_DATA"),
+        help="folder with cifar10-jpeg.tar.gz [$EMBEDKIT_DATA, else embedkit's default; random "
+        "images if CIFAR-10 is not found]",
+    )
     parser.add_argument("--budget-s", type=float, default=420.0, help="skip steps that would run past this [420]")
     parser.add_argument("--out", type=Path, help="JSON details [benchmarks/results/gpu_check[_tiny].json]")
     args = parser.parse_args()
@@ -312,9 +378,17 @@ def main() -> None:
     start = time.perf_counter()
     steps = run_all(tiny, args.data_root, args.budget_s)
     out = args.out or ROOT / "benchmarks" / "results" / ("gpu_check_tiny.json" if tiny else "gpu_check.json")
-    summary = {"check": "gpu_check", "ok": all(s["ok"] for s in steps.values()), "tiny": tiny, "cuda": cuda,
-               "note": note, "measured": time.strftime("%Y-%m-%d %H:%M"),
-               "wall_s": round(time.perf_counter() - start, 1), "details": str(out), "steps": steps}
+    summary = {
+        "check": "gpu_check",
+        "ok": all(s["ok"] for s in steps.values()),
+        "tiny": tiny,
+        "cuda": cuda,
+        "note": note,
+        "measured": time.strftime("%Y-%m-%d %H:%M"),
+        "wall_s": round(time.perf_counter() - start, 1),
+        "details": str(out),
+        "steps": steps,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(json.dumps(one_line(summary), default=str))

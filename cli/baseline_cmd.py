@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from embedkit_cli.app import baseline_app, console, print_json
 from embedkit_cli.options import DataRootOption, JsonOption, WorkspaceOption, seed_option
 from embedkit_cli.progress import phase_progress
-
 
 
 @baseline_app.command("laplacian")
@@ -21,20 +20,28 @@ def laplacian(
     dim: Annotated[int, typer.Option("--dim", help="Embedding dimensions (eigenvectors kept).")] = 128,
     k: Annotated[int, typer.Option("--k", help="Neighbours per image in the kNN graph.")] = 10,
     out: Annotated[
-        Optional[Path],
-        typer.Option("--out", show_default=False,
-                     help="Store to write \\[default: <workspace>/laplacian.h5]."),
+        Path | None,
+        typer.Option("--out", show_default=False, help="Store to write \\[default: <workspace>/laplacian.h5]."),
     ] = None,
     pca_dim: Annotated[
         int,
-        typer.Option("--pca-dim", help="Project pixels on their top N principal components before the kNN graph, "
-                     "the standard speed-up (CIFAR-10, 60,000 images, 2 busy cores: kNN graph ~1 min with 128 PCA "
-                     "dims, ~13 min over the 3,072 raw pixels); 0 = raw pixels."),
+        typer.Option(
+            "--pca-dim",
+            help="Project pixels on their top N principal components before the kNN graph, "
+            "the standard speed-up (CIFAR-10, 60,000 images, 2 busy cores: kNN graph ~1 min with 128 PCA "
+            "dims, ~13 min over the 3,072 raw pixels); 0 = raw pixels.",
+        ),
     ] = 128,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the groups if the store has them.")] = False,
     seed: seed_option("Seed of the PCA sample, the eigensolver's start and --subset.") = 0,
-    subset: Annotated[Optional[int], typer.Option("--subset", help="Embed N random images of each split (quick "
-                                                  "looks; ids keep the rows in the split).", show_default=False)] = None,
+    subset: Annotated[
+        int | None,
+        typer.Option(
+            "--subset",
+            help="Embed N random images of each split (quick looks; ids keep the rows in the split).",
+            show_default=False,
+        ),
+    ] = None,
     data_root: DataRootOption = None,
     workspace: WorkspaceOption = None,
     json_out: JsonOption = False,
@@ -52,9 +59,19 @@ def laplacian(
 
     store = out if out is not None else Workspace.at(workspace).laplacian_store
     with phase_progress() as (on_phase, on_progress):
-        run = fit_laplacian_to_store(dataset, store, dim=dim, k=k, pca_dim=pca_dim or None, data_root=data_root,
-                                     overwrite=overwrite, seed=seed, subset=subset, on_progress=on_progress,
-                                     on_phase=on_phase)
+        run = fit_laplacian_to_store(
+            dataset,
+            store,
+            dim=dim,
+            k=k,
+            pca_dim=pca_dim or None,
+            data_root=data_root,
+            overwrite=overwrite,
+            seed=seed,
+            subset=subset,
+            on_progress=on_progress,
+            on_phase=on_phase,
+        )
     if json_out:
         print_json(run.to_json())
         return

@@ -22,8 +22,8 @@ PrepareOption = Annotated[
 @app.command("data")
 def data_command(data_root: DataRootOption = None, prepare: PrepareOption = False, as_json: JsonOption = False) -> None:
     """Show which datasets (CIFAR-10, MNIST) were found under the data root, their sizes, classes and sources."""
-    from embedkit.data.sources import available_datasets, resolve_data_root
     from embedkit.data.cache import resolve_cache_dir
+    from embedkit.data.sources import available_datasets, resolve_data_root
 
     root, cache = resolve_data_root(data_root), resolve_cache_dir()
     rows = available_datasets(root)

@@ -4,8 +4,9 @@ library, prints a table (or one JSON object with --json) and writes its figures 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated
 
 import typer
 from rich.text import Text
@@ -15,19 +16,24 @@ from embedkit_cli.options import DataRootOption, DeviceOption, JsonOption, Works
 from embedkit_cli.progress import progress_bar
 
 StoresArgument = Annotated[
-    Optional[list[Path]],
-    typer.Argument(help="HDF5 stores (default: the workspace's store.h5). Several are compared side by side, "
-                        "each named by its file stem.", show_default=False),
+    list[Path] | None,
+    typer.Argument(
+        help="HDF5 stores (default: the workspace's store.h5). Several are compared side by side, "
+        "each named by its file stem.",
+        show_default=False,
+    ),
 ]
 SeedOption = seed_option("Random seed (sampling, k-means, t-SNE, query choice).")
-MaxPointsOption = Annotated[int, typer.Option("--max-points", min=1,
-                                              help="Map a seeded sample of at most this many rows.")]
+MaxPointsOption = Annotated[
+    int, typer.Option("--max-points", min=1, help="Map a seeded sample of at most this many rows.")
+]
 
 
 OutOption = Annotated[
-    Optional[Path],
-    typer.Option("--out", help=r"Folder for the figures \[default: <workspace>/figures/<command>].",
-                 show_default=False),
+    Path | None,
+    typer.Option(
+        "--out", help=r"Folder for the figures \[default: <workspace>/figures/<command>].", show_default=False
+    ),
 ]
 
 
@@ -99,10 +105,23 @@ def probe(
         print_json({"train": train, "test": test, "stores": rows})
         return
     loo = " (kNN leave-one-out: train is test)" if train == test else ""
-    _table(f"linear probe {train} -> {test}{loo}", ["store", "linear acc", f"kNN acc (k={knn_k})", "train acc", "train",
-                                                "test", "D", "fit s"],
-           [[r["name"], _fmt(r["accuracy"]), _fmt(r["knn_accuracy"]), _fmt(r["train_accuracy"]), f"{r['n_train']:,}",
-             f"{r['n_test']:,}", str(r["dim"]), _fmt(r["fit_seconds"], 1)] for r in rows])
+    _table(
+        f"linear probe {train} -> {test}{loo}",
+        ["store", "linear acc", f"kNN acc (k={knn_k})", "train acc", "train", "test", "D", "fit s"],
+        [
+            [
+                r["name"],
+                _fmt(r["accuracy"]),
+                _fmt(r["knn_accuracy"]),
+                _fmt(r["train_accuracy"]),
+                f"{r['n_train']:,}",
+                f"{r['n_test']:,}",
+                str(r["dim"]),
+                _fmt(r["fit_seconds"], 1),
+            ]
+            for r in rows
+        ],
+    )
 
 
 @plot_app.command("map")
@@ -121,11 +140,18 @@ def plot_map(
 
     figure_path = _figure_path(out, workspace, "map", f"map-{_slug(group)}-{method}.png")
     with _status(f"{method} map of {group}", json_out):
-        maps, figure = draw_maps(_stores(stores, workspace), group, method, figure_path, max_points=max_points,
-                                 seed=seed)
+        maps, figure = draw_maps(
+            _stores(stores, workspace), group, method, figure_path, max_points=max_points, seed=seed
+        )
     if json_out:
-        print_json({"group": group, "method": method, "figure": str(figure),
-                    "stores": [{"name": m.name, "points": len(m.rows), "total": m.n_total} for m in maps]})
+        print_json(
+            {
+                "group": group,
+                "method": method,
+                "figure": str(figure),
+                "stores": [{"name": m.name, "points": len(m.rows), "total": m.n_total} for m in maps],
+            }
+        )
         return
     console.print(f"map of {group} ({maps[0].shown}) -> {figure}")
 
@@ -151,23 +177,40 @@ def retrieve(
     results = retrieve_stores(_stores(stores, workspace), group, k, per_class=per_class, seed=seed)
     with _status("drawing the retrieval grid", json_out):
         figure = draw_retrieval(results, figure_path, data_root=data_root)
-    summary = [{"name": r.name, "nearest_same_class": r.nearest_same_class,
-                "farthest_same_class": r.farthest_same_class} for r in results]
+    summary = [
+        {"name": r.name, "nearest_same_class": r.nearest_same_class, "farthest_same_class": r.farthest_same_class}
+        for r in results
+    ]
     if json_out:
-        print_json({"group": group, "k": k, "per_class": per_class, "figure": str(figure),
-                    "stores": [{**s, **r.to_dict()} for s, r in zip(summary, results)]})
+        print_json(
+            {
+                "group": group,
+                "k": k,
+                "per_class": per_class,
+                "figure": str(figure),
+                "stores": [{**s, **r.to_dict()} for s, r in zip(summary, results)],
+            }
+        )
         return
-    _table(f"retrieval in {group}: {len(results[0].query_ids)} queries, k={k}",
-           ["store", "nearest: same class", "farthest: same class"],
-           [[s["name"], f"{s['nearest_same_class']:.0%}", f"{s['farthest_same_class']:.0%}"] for s in summary])
+    _table(
+        f"retrieval in {group}: {len(results[0].query_ids)} queries, k={k}",
+        ["store", "nearest: same class", "farthest: same class"],
+        [[s["name"], f"{s['nearest_same_class']:.0%}", f"{s['farthest_same_class']:.0%}"] for s in summary],
+    )
     console.print(f"figure -> {figure}")
 
 
 @app.command("anomaly")
 def anomaly(
     stores: StoresArgument = None,
-    ood: Annotated[str, typer.Option("--ood", help="Anomalous set: a dataset name (its test split) or a group. "
-                                                   "Encoded with the store's checkpoint if missing.")] = "mnist",
+    ood: Annotated[
+        str,
+        typer.Option(
+            "--ood",
+            help="Anomalous set: a dataset name (its test split) or a group. "
+            "Encoded with the store's checkpoint if missing.",
+        ),
+    ] = "mnist",
     k: Annotated[int, typer.Option("--k", "-k", help="Score = mean L2 distance to the k nearest reference rows.")] = 2,
     reference: Annotated[
         str, typer.Option("--reference", help="Normal group the kNN distances are measured to.")
@@ -188,8 +231,18 @@ def anomaly(
     results = []
     for path in _stores(stores, workspace):
         with progress_bar(f"encoding {ood} into {path.name}") as on_progress:
-            results.append(anomaly_store(path, ood, k, reference_group=reference, normal_group=normal,
-                                         data_root=data_root, device=device, on_progress=on_progress))
+            results.append(
+                anomaly_store(
+                    path,
+                    ood,
+                    k,
+                    reference_group=reference,
+                    normal_group=normal,
+                    data_root=data_root,
+                    device=device,
+                    on_progress=on_progress,
+                )
+            )
     first = results[0]
     figures = {"roc": str(draw_roc(results, out_dir / "roc.png"))}
     try:
@@ -197,16 +250,43 @@ def anomaly(
     except DataError as exc:  # the scores stand without the pictures
         warn(f"no image grid: {exc}")
     if json_out:
-        print_json({"reference": reference, "normal": normal, "ood": first.ood_group, "k": k, "figures": figures,
-                    "stores": [{"name": r.name, "store": str(r.store_path), "encoded_ood": r.encoded,
-                                **r.result.to_dict(), "top": r.top(top)} for r in results]})
+        print_json(
+            {
+                "reference": reference,
+                "normal": normal,
+                "ood": first.ood_group,
+                "k": k,
+                "figures": figures,
+                "stores": [
+                    {
+                        "name": r.name,
+                        "store": str(r.store_path),
+                        "encoded_ood": r.encoded,
+                        **r.result.to_dict(),
+                        "top": r.top(top),
+                    }
+                    for r in results
+                ],
+            }
+        )
         return
     loo = first.result.leave_one_out
     loo_note = f"; {' and '.join(loo)} = reference, scored leave-one-out" if loo else ""
-    _table(f"anomaly: {normal} (normal) vs {first.ood_group} (OOD), reference {reference}, k={k}{loo_note}",
-           ["store", "ROC-AUC", "mean score normal", "mean score OOD", "normal", "OOD"],
-           [[r.name, _fmt(r.result.roc_auc), _fmt(d["mean_score_normal"]), _fmt(d["mean_score_ood"]),
-             f"{d['n_normal']:,}", f"{d['n_ood']:,}"] for r, d in ((r, r.result.to_dict()) for r in results)])
+    _table(
+        f"anomaly: {normal} (normal) vs {first.ood_group} (OOD), reference {reference}, k={k}{loo_note}",
+        ["store", "ROC-AUC", "mean score normal", "mean score OOD", "normal", "OOD"],
+        [
+            [
+                r.name,
+                _fmt(r.result.roc_auc),
+                _fmt(d["mean_score_normal"]),
+                _fmt(d["mean_score_ood"]),
+                f"{d['n_normal']:,}",
+                f"{d['n_ood']:,}",
+            ]
+            for r, d in ((r, r.result.to_dict()) for r in results)
+        ],
+    )
     console.print("figures -> " + ", ".join(figures.values()))
 
 
@@ -228,17 +308,29 @@ def cluster(
     paths = _stores(stores, workspace)
     out_path = _figure_path(out, workspace, "cluster", f"clusters-{_slug(group)}-k{k}.png")
     with _status(f"k-means and {map_method} maps of {group}", json_out):
-        clustered, figure = draw_clusters(paths, group, k, out_path, map_method=map_method, max_points=max_points,
-                                          seed=seed)
-    results = [{"name": name, "store": str(path), **result.to_dict()}
-               for (name, result), path in zip(clustered, paths)]
+        clustered, figure = draw_clusters(
+            paths, group, k, out_path, map_method=map_method, max_points=max_points, seed=seed
+        )
+    results = [{"name": name, "store": str(path), **result.to_dict()} for (name, result), path in zip(clustered, paths)]
     if json_out:
         print_json({"group": group, "k": k, "figure": str(figure), "stores": results})
         return
     sampled = any(r["silhouette_sampled"] for r in results)
-    _table(f"k-means of {group}, k={k}", ["store", "ARI", "NMI", "silhouette k-means", "silhouette classes", "points"],
-           [[r["name"], _fmt(r["ari"]), _fmt(r["nmi"]), _fmt(r["silhouette_kmeans"]), _fmt(r["silhouette_classes"]),
-             f"{r['n']:,}"] for r in results])
+    _table(
+        f"k-means of {group}, k={k}",
+        ["store", "ARI", "NMI", "silhouette k-means", "silhouette classes", "points"],
+        [
+            [
+                r["name"],
+                _fmt(r["ari"]),
+                _fmt(r["nmi"]),
+                _fmt(r["silhouette_kmeans"]),
+                _fmt(r["silhouette_classes"]),
+                f"{r['n']:,}",
+            ]
+            for r in results
+        ],
+    )
     if sampled:
         console.print(f"silhouettes on a seeded sample of {results[0]['silhouette_points']:,} points")
     console.print(f"figure -> {figure}")

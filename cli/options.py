@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 WorkspaceOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--workspace",
         envvar="EMBEDKIT_HOME",
@@ -17,7 +17,7 @@ WorkspaceOption = Annotated[
     ),
 ]
 DataRootOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--data-root",
         envvar="EMBEDKIT_DATA",
@@ -25,18 +25,17 @@ DataRootOption = Annotated[
         show_default=False,
     ),
 ]
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print exactly one JSON object on stdout instead of tables.")
-]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout instead of tables.")]
 # Seeds reach NumPy, torch and scikit-learn; the range all three accept (sklearn's random_state is 32-bit unsigned).
 SEED_RANGE = dict(min=0, max=2**32 - 1)
 
 
 def seed_option(help_text: str, *, optional: bool = False):
     """A `--seed` option limited to SEED_RANGE, so -1 or a 20-digit seed is one usage error, not a traceback."""
-    kind = Optional[int] if optional else int
-    return Annotated[kind, typer.Option("--seed", help=help_text, show_default=not optional, metavar="<int>",
-                                        **SEED_RANGE)]
+    kind = int | None if optional else int
+    return Annotated[
+        kind, typer.Option("--seed", help=help_text, show_default=not optional, metavar="<int>", **SEED_RANGE)
+    ]
 
 
 DeviceOption = Annotated[

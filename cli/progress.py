@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from embedkit_cli.app import err_console
 
@@ -20,8 +20,9 @@ def _rate_text(count: float, since: float, unit: str) -> str:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, unit: str = "", *, per_step: int = 1, min_total: int = 0,
-                 keep: bool = False) -> Iterator[Callable[..., None]]:
+def progress_bar(
+    description: str, unit: str = "", *, per_step: int = 1, min_total: int = 0, keep: bool = False
+) -> Iterator[Callable[..., None]]:
     """An on_progress(done, total, note="") callback drawing a bar with `unit`/s and ETA on stderr.
 
     The bar starts on the first call whose total is at least `min_total`: no call (or a small job), no bar.
@@ -29,13 +30,25 @@ def progress_bar(description: str, unit: str = "", *, per_step: int = 1, min_tot
     converts counts into units (a training step is `batch_size` images). `note` is appended to the description.
     `keep` leaves the finished bar on screen, with its elapsed time; otherwise it is erased.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.progress import TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     elapsed = (TimeElapsedColumn(), TextColumn("ETA")) if keep else ()
     progress = Progress(
-        TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"), *elapsed, TimeRemainingColumn(), console=err_console, transient=not keep,
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        *elapsed,
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=not keep,
     )
     state: dict = {}
 
@@ -47,8 +60,13 @@ def progress_bar(description: str, unit: str = "", *, per_step: int = 1, min_tot
             state["task"] = progress.add_task(description, total=total, rate="")
             state["t0"], state["done0"] = time.perf_counter(), done
         counted = (done - state["done0"]) * per_step
-        progress.update(state["task"], completed=done, total=total, description=f"{description} {note}".strip(),
-                        rate=_rate_text(counted, state["t0"], unit) if counted else "")
+        progress.update(
+            state["task"],
+            completed=done,
+            total=total,
+            description=f"{description} {note}".strip(),
+            rate=_rate_text(counted, state["t0"], unit) if counted else "",
+        )
 
     try:
         yield update
@@ -61,14 +79,29 @@ def progress_bar(description: str, unit: str = "", *, per_step: int = 1, min_tot
 def phase_progress() -> Iterator[tuple[Callable[[str], None], Callable[[int, int], None]]]:
     """(on_phase, on_progress) callbacks drawing one line per phase on stderr: a bar with rate and ETA while a
     phase reports progress, elapsed time otherwise; finished phases stay on screen with their duration."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskProgressColumn,
-                               TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.text import Text
 
-    progress = Progress(SpinnerColumn(finished_text=Text("done", style="green")),
-                        TextColumn("{task.description:<12}", markup=False), BarColumn(), MofNCompleteColumn(),
-                        TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                        TimeRemainingColumn(), console=err_console)
+    progress = Progress(
+        SpinnerColumn(finished_text=Text("done", style="green")),
+        TextColumn("{task.description:<12}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+    )
     current: dict = {}
 
     def on_phase(name: str) -> None:

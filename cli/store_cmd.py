@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
+from embedkit.errors import ConfigError
 from embedkit_cli.app import app, console, print_json
 from embedkit_cli.options import JsonOption, WorkspaceOption
 from embedkit_cli.progress import progress_bar
-from embedkit.errors import ConfigError
 
 PROGRESS_MIN_ROWS = 20_000  # smaller jobs finish before a bar would help
 
 StoreArgument = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Argument(help="HDF5 store (default: the workspace's store.h5).", show_default=False),
 ]
 GroupOption = Annotated[str, typer.Option("--group", "-g", help="Group to search, e.g. cifar10/train.")]
@@ -34,10 +34,10 @@ def add(
     store: StoreArgument = None,
     group: Annotated[str, typer.Option("--group", "-g", help="Group to write, e.g. mymodel/train.")] = ...,
     embeddings: Annotated[Path, typer.Option("--embeddings", help="(N, D) embeddings as a NumPy .npy file.")] = ...,
-    labels: Annotated[Optional[Path], typer.Option("--labels", help="(N,) integer labels .npy (-1 unknown).")] = None,
-    ids: Annotated[Optional[Path], typer.Option("--ids", help="(N,) unique integer ids .npy (default: 0..N-1).")] = None,
+    labels: Annotated[Path | None, typer.Option("--labels", help="(N,) integer labels .npy (-1 unknown).")] = None,
+    ids: Annotated[Path | None, typer.Option("--ids", help="(N,) unique integer ids .npy (default: 0..N-1).")] = None,
     class_names: Annotated[
-        Optional[str], typer.Option("--class-names", help="Comma-separated class names, label 0 first.")
+        str | None, typer.Option("--class-names", help="Comma-separated class names, label 0 first.")
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the group if it exists.")] = False,
     workspace: WorkspaceOption = None,
@@ -51,8 +51,9 @@ def add(
     with progress_bar(f"adding {group}", "rows", min_total=PROGRESS_MIN_ROWS) as on_progress:
         info = add_npy(path, group, embeddings, labels, ids, attrs=attrs, overwrite=overwrite, on_progress=on_progress)
     if json_out:
-        print_json({"store": str(path), "group": group, "n": info.n, "dim": info.dim,
-                    "content_id": info.attrs["content_id"]})
+        print_json(
+            {"store": str(path), "group": group, "n": info.n, "dim": info.dim, "content_id": info.attrs["content_id"]}
+        )
     else:
         console.print(f"added group {group} ({info.n:,} x {info.dim}) to {path}", highlight=False)
 
@@ -80,8 +81,13 @@ def info(
         digest = str(g.get("checkpoint_digest", ""))[:12]
         indexes = ", ".join(f"{i['metric']}.{i['kind']}{'' if i['fresh'] else ' (stale)'}" for i in g["indexes"])
         table.add_row(
-            g["name"], f"{g['n']:,}", str(g["dim"]), f"{g.get('dataset', '')}/{g.get('split', '')}",
-            str(len(g.get("class_names", []))), f"{checkpoint} {digest}".strip(), str(g.get("created", ""))[:16].replace("T", " "),
+            g["name"],
+            f"{g['n']:,}",
+            str(g["dim"]),
+            f"{g.get('dataset', '')}/{g.get('split', '')}",
+            str(len(g.get("class_names", []))),
+            f"{checkpoint} {digest}".strip(),
+            str(g.get("created", ""))[:16].replace("T", " "),
             indexes or "none saved",
         )
     console.print(table)
@@ -103,30 +109,39 @@ def neighbors(
     k: Annotated[int, typer.Option("--k", "-k", help="Neighbours per query.")] = 5,
     farthest: Annotated[bool, typer.Option("--farthest", help="The k farthest rows instead (exact).")] = False,
     query_group: Annotated[
-        Optional[str], typer.Option("--query-group", help="Take the queries from this group (default: --group itself).")
+        str | None, typer.Option("--query-group", help="Take the queries from this group (default: --group itself).")
     ] = None,
     ids: Annotated[
-        Optional[str], typer.Option("--ids", help="Only these query ids (the group's ids values), e.g. 1,2,3.")
+        str | None, typer.Option("--ids", help="Only these query ids (the group's ids values), e.g. 1,2,3.")
     ] = None,
     metric: MetricOption = "l2",
     index: Annotated[str, typer.Option("--index", help="flat (exact), hnsw or ivf (approximate, fast).")] = "flat",
     out: Annotated[
-        Optional[Path], typer.Option("--out", help="Write every result to .json, .h5 or .npz (atomic).")
+        Path | None, typer.Option("--out", help="Write every result to .json, .h5 or .npz (atomic).")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=0, help="Queries shown in the table.")] = 10,
     workspace: WorkspaceOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Find the k nearest (or farthest) rows for every query; a query is never its own neighbour."""
-    from embedkit.search.index import neighbors as find_neighbors
     from embedkit.search.index import check_results_out, neighbors_json, save_neighbors
+    from embedkit.search.index import neighbors as find_neighbors
 
     path = _store_path(store, workspace)
     if out is not None:
         check_results_out(out, path)  # before the search, which may save an index
     with progress_bar("searching", "rows", min_total=PROGRESS_MIN_ROWS) as on_progress:
-        result = find_neighbors(path, group, k, farthest=farthest, query_group=query_group,
-                                query_ids=_parse_ids(ids), metric=metric, index_kind=index, on_progress=on_progress)
+        result = find_neighbors(
+            path,
+            group,
+            k,
+            farthest=farthest,
+            query_group=query_group,
+            query_ids=_parse_ids(ids),
+            metric=metric,
+            index_kind=index,
+            on_progress=on_progress,
+        )
     if out is not None:
         save_neighbors(result, out, path)
     if json_out:
@@ -145,21 +160,27 @@ def _print_neighbors(result, limit: int) -> None:
         return names[value] if 0 <= value < len(names) else ("-" if value < 0 else str(value))
 
     what = "farthest" if result.farthest else "nearest"
-    table = Table(title=f"{what} {result.k} in {result.group} ({result.metric}, index {result.index_kind}, "
-                        f"{result.index_status})", title_justify="left")
+    table = Table(
+        title=f"{what} {result.k} in {result.group} ({result.metric}, index {result.index_kind}, "
+        f"{result.index_status})",
+        title_justify="left",
+    )
     for column in ("query id", "label", "neighbour ids", "distances", "labels"):
         table.add_column(column)
     for row in range(min(limit, len(result.query_ids))):
         table.add_row(
-            str(result.query_ids[row]), label(int(result.query_labels[row])),
-            " ".join(str(i) for i in result.ids[row]), " ".join(f"{d:.4f}" for d in result.distances[row]),
+            str(result.query_ids[row]),
+            label(int(result.query_labels[row])),
+            " ".join(str(i) for i in result.ids[row]),
+            " ".join(f"{d:.4f}" for d in result.distances[row]),
             " ".join(label(int(v)) for v in result.labels[row]),
         )
     console.print(table)
     shown = min(limit, len(result.query_ids))
     if shown < len(result.query_ids):
-        console.print(f"showing {shown} of {len(result.query_ids):,} queries: --out FILE or --json for all",
-                      highlight=False)
+        console.print(
+            f"showing {shown} of {len(result.query_ids):,} queries: --out FILE or --json for all", highlight=False
+        )
 
 
 @app.command("pairs")
@@ -181,8 +202,17 @@ def pairs(
         written = make_pairs(path, group, k, out, metric=metric, on_progress=on_progress)
     seconds = time.perf_counter() - start
     if json_out:
-        print_json({"store": str(path), "group": group, "k": k, "metric": metric, "out": str(written),
-                    "seconds": round(seconds, 3)})
+        print_json(
+            {
+                "store": str(path),
+                "group": group,
+                "k": k,
+                "metric": metric,
+                "out": str(written),
+                "seconds": round(seconds, 3),
+            }
+        )
     else:
-        console.print(f"wrote {k} nearest neighbours per row of {group} to {written} in {seconds:.1f} s",
-                      highlight=False)
+        console.print(
+            f"wrote {k} nearest neighbours per row of {group} to {written} in {seconds:.1f} s", highlight=False
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.text import Text
@@ -18,13 +18,25 @@ class _StageDisplay:
 
     def __init__(self, titles: list[tuple[str, str]]):
         from rich.live import Live
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-        from rich.progress import TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.titles = titles
         self.marks = {name: styled("dim", "·", "waiting") for name, _ in titles}
-        self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), console=err_console)
+        self.progress = Progress(
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+        )
         self.task = None
         self.live = Live(self._render(), console=err_console, refresh_per_second=4, transient=False)
         self.started = time.perf_counter()
@@ -57,10 +69,21 @@ class _StageDisplay:
 
 @app.command("study")
 def study(
-    preset: Annotated[str, typer.Option("--preset", help="auto (gpu if CUDA is available, else cpu), cpu (all of "
-                                        "CIFAR-10 within about an hour on 2 cores) or gpu (ResNet-18).")] = "auto",
-    smoke: Annotated[bool, typer.Option("--smoke", help="The same stages on a few hundred training images, "
-                                        "1 epoch each: a quick check that everything runs.")] = False,
+    preset: Annotated[
+        str,
+        typer.Option(
+            "--preset",
+            help="auto (gpu if CUDA is available, else cpu), cpu (all of "
+            "CIFAR-10 within about an hour on 2 cores) or gpu (ResNet-18).",
+        ),
+    ] = "auto",
+    smoke: Annotated[
+        bool,
+        typer.Option(
+            "--smoke",
+            help="The same stages on a few hundred training images, 1 epoch each: a quick check that everything runs.",
+        ),
+    ] = False,
     device: DeviceOption = "auto",
     workspace: WorkspaceOption = None,
     data_root: DataRootOption = None,
@@ -77,8 +100,14 @@ def study(
     display = _StageDisplay(stage_titles(plan, workspace=workspace))
     try:
         with display.live:
-            result = run_study(plan, workspace=workspace, data_root=data_root, device=device,
-                               on_event=display.on_event, on_progress=display.on_progress)
+            result = run_study(
+                plan,
+                workspace=workspace,
+                data_root=data_root,
+                device=device,
+                on_event=display.on_event,
+                on_progress=display.on_progress,
+            )
     except BaseException:
         err_console.print()  # the error line starts below the live display, not glued to its last line
         raise
@@ -121,8 +150,14 @@ def compare(
     from embedkit.eval.compare import compare_stores
 
     with err_console.status(Text("evaluating")) as status:
-        models = compare_stores(stores, anomaly_k=k_anomaly, cluster_k=k_cluster, data_root=data_root, device=device,
-                                on_store=lambda path: status.update(Text(f"evaluating {path.stem}")))
+        models = compare_stores(
+            stores,
+            anomaly_k=k_anomaly,
+            cluster_k=k_cluster,
+            data_root=data_root,
+            device=device,
+            on_store=lambda path: status.update(Text(f"evaluating {path.stem}")),
+        )
     if json_out:
         print_json({"models": models})
         return

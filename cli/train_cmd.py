@@ -4,26 +4,38 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
+from embedkit.errors import ConfigError
+from embedkit.workspace import Workspace
 from embedkit_cli.app import app, console, err_console, plot_app, print_json, styled, warn
 from embedkit_cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption, seed_option
 from embedkit_cli.progress import progress_bar
-from embedkit.errors import ConfigError
-from embedkit.workspace import Workspace
 
 
 def _opt(kind: type, flag: str, help_text: str):
     """An optional option whose default (None) means: take the value from the preset or the saved config."""
-    return Annotated[Optional[kind], typer.Option(flag, help=help_text, show_default=False)]
+    return Annotated[kind | None, typer.Option(flag, help=help_text, show_default=False)]
 
 
-PresetOption = Annotated[str, typer.Option("--preset", help="Recipe: auto (gpu if CUDA is available, else cpu), "
-                                           "cpu (small encoder, Adam, 6 epochs) or gpu (ResNet-18, LARS, 200 epochs).")]
-ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir (or the latest run) "
-                                            "from its last.pt; only --epochs and --device may change.")]
+PresetOption = Annotated[
+    str,
+    typer.Option(
+        "--preset",
+        help="Recipe: auto (gpu if CUDA is available, else cpu), "
+        "cpu (small encoder, Adam, 6 epochs) or gpu (ResNet-18, LARS, 200 epochs).",
+    ),
+]
+ResumeOption = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Continue the run in --run-dir (or the latest run) "
+        "from its last.pt; only --epochs and --device may change.",
+    ),
+]
 
 
 def _load_split(dataset: str, split: str, data_root: Path | None):
@@ -56,8 +68,9 @@ def train_command(
     preset: PresetOption = "auto",
     epochs: _opt(int, "--epochs", "Epochs \\[preset].") = None,
     batch_size: _opt(int, "--batch-size", "Images per step \\[preset].") = None,
-    optimizer: _opt(str, "--optimizer", "adam or lars; warm-up and cosine via --warmup-epochs, --schedule "
-                    "\\[preset].") = None,
+    optimizer: _opt(
+        str, "--optimizer", "adam or lars; warm-up and cosine via --warmup-epochs, --schedule \\[preset]."
+    ) = None,
     lr: _opt(float, "--lr", "Base learning rate (LARS: per 256 images) \\[preset; Adam's own default 3e-4].") = None,
     weight_decay: _opt(float, "--weight-decay", "Weight decay, not on biases or BatchNorm \\[preset].") = None,
     warmup_epochs: _opt(float, "--warmup-epochs", "Linear warm-up length in epochs \\[preset].") = None,
@@ -68,25 +81,49 @@ def train_command(
     encoder: _opt(str, "--encoder", "small or resnet18 \\[preset].") = None,
     seed: seed_option("Seed of the weights, the epoch order and the views \\[0].", optional=True) = None,
     subset: _opt(int, "--subset", "Train on N random train images (quick runs).") = None,
-    dataset: _opt(str, "--dataset", "cifar10, or an image folder with train/ (and test/) class folders "
-                  "\\[cifar10].") = None,
-    positives: _opt(Path, "--positives", "Neighbour positives: a pairs file from `embedkit pairs` on another model's "
-                    "store of the train split; each image's positive is a random one of its k neighbours instead of "
-                    "an augmented view (no augmentation unless --augment-positives).") = None,
-    augment_positives: Annotated[bool, typer.Option("--augment-positives", help="With --positives: give the image "
-                                                    "and its neighbour the VICReg augmentations too.")] = False,
-    latent: Annotated[bool, typer.Option("--latent", help="Latent optimization instead of VICReg: NO encoder, one "
-                                         "free vector per image fitted with the VICReg loss over kNN pairs of "
-                                         "--source-store; it fits cifar10 TRAIN AND TEST images together (it can "
-                                         "only represent images it was fitted on) and writes both groups to --out. "
-                                         "Uses --epochs, --batch-size, --lr, --lam, --mu, --nu, --seed.")] = False,
-    source_store: _opt(Path, "--source-store", "With --latent: store with cifar10/train and cifar10/test of another "
-                       "model, whose kNN pairs are the positives \\[the workspace's store.h5].") = None,
-    out: _opt(Path, "--out", "With --latent: store to write cifar10/train and cifar10/test to (overwritten) "
-              "\\[<workspace>/latent.h5].") = None,
+    dataset: _opt(
+        str, "--dataset", "cifar10, or an image folder with train/ (and test/) class folders \\[cifar10]."
+    ) = None,
+    positives: _opt(
+        Path,
+        "--positives",
+        "Neighbour positives: a pairs file from `embedkit pairs` on another model's "
+        "store of the train split; each image's positive is a random one of its k neighbours instead of "
+        "an augmented view (no augmentation unless --augment-positives).",
+    ) = None,
+    augment_positives: Annotated[
+        bool,
+        typer.Option(
+            "--augment-positives",
+            help="With --positives: give the image and its neighbour the VICReg augmentations too.",
+        ),
+    ] = False,
+    latent: Annotated[
+        bool,
+        typer.Option(
+            "--latent",
+            help="Latent optimization instead of VICReg: NO encoder, one "
+            "free vector per image fitted with the VICReg loss over kNN pairs of "
+            "--source-store; it fits cifar10 TRAIN AND TEST images together (it can "
+            "only represent images it was fitted on) and writes both groups to --out. "
+            "Uses --epochs, --batch-size, --lr, --lam, --mu, --nu, --seed.",
+        ),
+    ] = False,
+    source_store: _opt(
+        Path,
+        "--source-store",
+        "With --latent: store with cifar10/train and cifar10/test of another "
+        "model, whose kNN pairs are the positives \\[the workspace's store.h5].",
+    ) = None,
+    out: _opt(
+        Path,
+        "--out",
+        "With --latent: store to write cifar10/train and cifar10/test to (overwritten) \\[<workspace>/latent.h5].",
+    ) = None,
     k: _opt(int, "--k", "With --latent: neighbours per image; the positive is one of them \\[3].") = None,
-    run_dir: _opt(Path, "--run-dir", "Run folder \\[a new runs/vicreg-<preset> in the workspace; with --resume, "
-                  "the latest run].") = None,
+    run_dir: _opt(
+        Path, "--run-dir", "Run folder \\[a new runs/vicreg-<preset> in the workspace; with --resume, the latest run]."
+    ) = None,
     resume: ResumeOption = False,
     device: DeviceOption = "auto",
     workspace: WorkspaceOption = None,
@@ -101,10 +138,24 @@ def train_command(
     from embedkit.training.config import check_resume_options, flag
     from embedkit.training.loop import make_config, resume_config, train
 
-    options = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                   warmup_epochs=warmup_epochs, schedule=schedule, lam=lam, mu=mu, nu=nu, encoder=encoder,
-                   seed=seed, subset=subset, dataset=dataset, positives=positives,
-                   augment_positives=augment_positives or None)
+    options = dict(
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup_epochs=warmup_epochs,
+        schedule=schedule,
+        lam=lam,
+        mu=mu,
+        nu=nu,
+        encoder=encoder,
+        seed=seed,
+        subset=subset,
+        dataset=dataset,
+        positives=positives,
+        augment_positives=augment_positives or None,
+    )
     latent_only = dict(source_store=source_store, out=out, k=k)
     if latent:
         run_options = {"resume": resume or None, "run_dir": run_dir}
@@ -128,14 +179,25 @@ def train_command(
     on_log = lambda record: note.update(text=f"loss {record['total']:.2f}")  # noqa: E731
     try:
         with progress_bar("training", "img", per_step=config.batch_size, keep=True) as bar:
-            result = train(config, folder, train_set, test_set, resume=resume, device=device,
-                           on_progress=lambda done, total: bar(done, total, note["text"]), on_log=on_log,
-                           command=["embedkit", *sys.argv[1:]])
+            result = train(
+                config,
+                folder,
+                train_set,
+                test_set,
+                resume=resume,
+                device=device,
+                on_progress=lambda done, total: bar(done, total, note["text"]),
+                on_log=on_log,
+                command=["embedkit", *sys.argv[1:]],
+            )
     except KeyboardInterrupt:
         saved = folder / "last.pt"
         where = f"progress saved in {saved}; continue with `embedkit train --resume --run-dir {folder}`"
-        err_console.print(styled("yellow", "interrupted:", where if saved.exists() else "no checkpoint written yet"),
-                          highlight=False, soft_wrap=True)
+        err_console.print(
+            styled("yellow", "interrupted:", where if saved.exists() else "no checkpoint written yet"),
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(130) from None
     _show_train_result(result, config, json_out)
 
@@ -154,17 +216,25 @@ def _fit_latent(options: dict, source_store, out, device: str, workspace, json_o
         print_json(run.to_json())
         return
     first, final = run.epoch_terms[0], run.epoch_terms[-1]
-    console.print(f"wrote cifar10/train ({run.n_train}) and cifar10/test ({run.n_test}) to {run.store}; "
-                  f"{config.epochs} epochs in {run.seconds:.1f} s; loss {first['total']:.3f} -> {final['total']:.3f} "
-                  f"(inv {final['inv']:.3f}, var {final['var']:.3f}, cov {final['cov']:.3f})",
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"wrote cifar10/train ({run.n_train}) and cifar10/test ({run.n_test}) to {run.store}; "
+        f"{config.epochs} epochs in {run.seconds:.1f} s; loss {first['total']:.3f} -> {final['total']:.3f} "
+        f"(inv {final['inv']:.3f}, var {final['var']:.3f}, cov {final['cov']:.3f})",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _show_train_result(result, config, json_out: bool) -> None:
     payload = {
-        "run_dir": str(result.run_dir), "checkpoint": str(result.checkpoint), "steps": result.steps,
-        "epochs": result.epochs, "images_per_s": round(result.images_per_s, 1),
-        "train": result.train_terms, "test": result.test_terms, "config": config.to_dict(),
+        "run_dir": str(result.run_dir),
+        "checkpoint": str(result.checkpoint),
+        "steps": result.steps,
+        "epochs": result.epochs,
+        "images_per_s": round(result.images_per_s, 1),
+        "train": result.train_terms,
+        "test": result.test_terms,
+        "config": config.to_dict(),
     }
     if json_out:
         print_json(payload)
@@ -176,48 +246,77 @@ def _show_train_result(result, config, json_out: bool) -> None:
         table.add_column(column, justify="right" if column != "split" else "left")
     for terms in (result.train_terms, result.test_terms):
         if terms:
-            table.add_row(terms["split"], str(terms["step"]),
-                          *(f"{terms[k]:.4f}" for k in ("total", "inv", "var", "cov")))
+            table.add_row(
+                terms["split"], str(terms["step"]), *(f"{terms[k]:.4f}" for k in ("total", "inv", "var", "cov"))
+            )
     console.print(table)
     epochs = f"{result.epochs} epoch{'s' if result.epochs != 1 else ''}"
-    console.print(f"{config.encoder} encoder, {epochs}, {result.images_per_s:,.0f} images/s; "
-                  f"checkpoint {result.checkpoint}", highlight=False, soft_wrap=True)
+    console.print(
+        f"{config.encoder} encoder, {epochs}, {result.images_per_s:,.0f} images/s; checkpoint {result.checkpoint}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command("encode")
 def encode_command(
-    checkpoint: Annotated[Optional[Path], typer.Argument(help="Checkpoint (last.pt) \\[default: the workspace's "
-                                                         "latest].", show_default=False)] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Argument(help="Checkpoint (last.pt) \\[default: the workspace's latest].", show_default=False),
+    ] = None,
     dataset: Annotated[str, typer.Option("--dataset", help="cifar10, mnist, or an image folder.")] = "cifar10",
-    split: Annotated[Optional[list[str]], typer.Option("--split", help="Split to encode; repeat for several "
-                                                       "\\[train and test].", show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="HDF5 store \\[default: the workspace's store.h5].",
-                                                show_default=False)] = None,
+    split: Annotated[
+        list[str] | None,
+        typer.Option("--split", help="Split to encode; repeat for several \\[train and test].", show_default=False),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="HDF5 store \\[default: the workspace's store.h5].", show_default=False)
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace groups that already exist.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 512,
-    subset: Annotated[Optional[int], typer.Option("--subset", help="Encode N random images of each split (seed 0; "
-                                                  "ids keep the rows in the split) for a quick look.",
-                                                  show_default=False)] = None,
+    subset: Annotated[
+        int | None,
+        typer.Option(
+            "--subset",
+            help="Encode N random images of each split (seed 0; ids keep the rows in the split) for a quick look.",
+            show_default=False,
+        ),
+    ] = None,
     device: DeviceOption = "auto",
     workspace: WorkspaceOption = None,
     data_root: DataRootOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Encode dataset splits with a trained encoder into store groups <dataset>/<split>, with provenance."""
-    from embedkit.training.encode import encode_to_store
     from embedkit.store.store import open_store
+    from embedkit.training.encode import encode_to_store
 
     ws = Workspace.at(workspace)
     checkpoint = checkpoint if checkpoint is not None else ws.latest_checkpoint()
     store_path = out if out is not None else ws.default_store
     splits = split or ["train", "test"]
     with progress_bar(f"encoding {dataset}", "img", keep=True) as on_progress:
-        groups = encode_to_store(checkpoint, dataset, splits, store_path, data_root=data_root, device=device,
-                                 batch_size=batch_size, overwrite=overwrite, subset=subset, on_progress=on_progress)
+        groups = encode_to_store(
+            checkpoint,
+            dataset,
+            splits,
+            store_path,
+            data_root=data_root,
+            device=device,
+            batch_size=batch_size,
+            overwrite=overwrite,
+            subset=subset,
+            on_progress=on_progress,
+        )
     infos = [open_store(store_path).info(group) for group in groups]
     if json_out:
-        print_json({"store": str(store_path), "checkpoint": str(checkpoint),
-                    "groups": [{"group": i.name, "n": i.n, "dim": i.dim} for i in infos]})
+        print_json(
+            {
+                "store": str(store_path),
+                "checkpoint": str(checkpoint),
+                "groups": [{"group": i.name, "n": i.n, "dim": i.dim} for i in infos],
+            }
+        )
         return
     for info in infos:
         console.print(f"wrote {info.name}: {info.n} x {info.dim} to {store_path}", highlight=False)
@@ -225,10 +324,15 @@ def encode_command(
 
 @plot_app.command("losses")
 def plot_losses_command(
-    run: Annotated[Optional[Path], typer.Argument(help="Run folder (or its log.jsonl) \\[default: the workspace's "
-                                                  "latest run].", show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="PNG file \\[default: RUN/losses.png].",
-                                                show_default=False)] = None,
+    run: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Run folder (or its log.jsonl) \\[default: the workspace's latest run].", show_default=False
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="PNG file \\[default: RUN/losses.png].", show_default=False)
+    ] = None,
     workspace: WorkspaceOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -242,7 +346,8 @@ def plot_losses_command(
     path = plot_losses(records, out if out is not None else folder / "losses.png", title=f"VICReg losses: {folder}")
     n_train = sum(r.get("split") == "train" for r in records)
     if json_out:
-        print_json({"figure": str(path), "run": str(folder), "train_steps": n_train,
-                    "test_points": len(records) - n_train})
+        print_json(
+            {"figure": str(path), "run": str(folder), "train_steps": n_train, "test_points": len(records) - n_train}
+        )
         return
     console.print(f"wrote {path} ({n_train} train steps, {len(records) - n_train} test points)", highlight=False)

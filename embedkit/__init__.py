@@ -40,9 +40,25 @@ from embedkit.errors import (
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "EmbedkitError", "SearchError", "StoreError",
-           "__version__", "open_store", "Store", "knn", "KNNDetector", "linear_probe", "train", "TrainConfig",
-           "make_config", "vicreg_loss", "encode"]
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "EmbedkitError",
+    "SearchError",
+    "StoreError",
+    "__version__",
+    "open_store",
+    "Store",
+    "knn",
+    "KNNDetector",
+    "linear_probe",
+    "train",
+    "TrainConfig",
+    "make_config",
+    "vicreg_loss",
+    "encode",
+]
 
 __getattr__, __dir__ = lazy_exports(
     __name__,

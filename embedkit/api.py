@@ -6,8 +6,9 @@ questions people ask of it (neighbours, pairs, saved indexes, adding embeddings 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

@@ -27,7 +27,7 @@ class Workspace:
     root: Path
 
     @classmethod
-    def at(cls, path: Path | None = None) -> "Workspace":
+    def at(cls, path: Path | None = None) -> Workspace:
         return cls(resolve_workspace(path))
 
     @property

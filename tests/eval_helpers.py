@@ -9,8 +9,9 @@ import numpy as np
 CLASS_NAMES = ("ant", "bee", "cat")
 
 
-def blobs(rng: np.random.Generator, n_per_class: int, n_classes: int, dim: int,
-          spread: float) -> tuple[np.ndarray, np.ndarray]:
+def blobs(
+    rng: np.random.Generator, n_per_class: int, n_classes: int, dim: int, spread: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(N, dim) float32 points around `n_classes` random centres (scale `spread`), and their (N,) labels."""
     centres = rng.normal(size=(n_classes, dim)) * spread
     labels = np.repeat(np.arange(n_classes), n_per_class)
@@ -27,6 +28,7 @@ def make_image_folder(root: Path, n_per_class: int, split: str = "test", size: i
         folder.mkdir(parents=True)
         for i in range(n_per_class):
             Image.new("RGB", (size, size), (number * 7 % 256, 40 * CLASS_NAMES.index(name), 200)).save(
-                folder / f"{i:03d}.png")
+                folder / f"{i:03d}.png"
+            )
             number += 1
     return root

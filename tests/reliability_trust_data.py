@@ -17,7 +17,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-
 from reliability_case import C, Case
 
 
@@ -30,8 +29,14 @@ CASES: list[Case] = [
     C("encode-tar-pax-record-length-zero", *_encode("{td_tar_pax0}"), names="pax0.tar.gz"),
     C("encode-tar-negative-size", *_encode("{td_tar_negsize}"), names="negsize.tar.gz"),
     C("encode-tar-pax-size-not-a-number", *_encode("{td_tar_paxsize}"), names="paxsize.tar.gz"),
-    C("data-prepare-tar-pax-record-length-zero", "data", "--data-root", "{td_root_pax0}", "--prepare",
-      names="cifar10.tar.gz"),
+    C(
+        "data-prepare-tar-pax-record-length-zero",
+        "data",
+        "--data-root",
+        "{td_root_pax0}",
+        "--prepare",
+        names="cifar10.tar.gz",
+    ),
     # bombs and endless reads
     C("encode-png-declaring-16000x16000", *_encode("{td_pngbomb}"), names="0.png"),
     C("encode-png-larger-than-the-first", *_encode("{td_pngbigger}"), names="1.png"),
@@ -43,8 +48,13 @@ CASES: list[Case] = [
     C("encode-folder-name-not-utf8", *_encode("{td_nonutf8}"), names="\\xff"),
     C("encode-tar-name-not-utf8", *_encode("{td_tar_nonutf8}"), names="\\xff"),
     # pickles under the data root are never run
-    C("encode-cifar-batches-meta-pickle-runs-code", *_encode("cifar10"), "--data-root", "{td_root_pickle}",
-      names="batches.meta"),
+    C(
+        "encode-cifar-batches-meta-pickle-runs-code",
+        *_encode("cifar10"),
+        "--data-root",
+        "{td_root_pickle}",
+        names="batches.meta",
+    ),
 ]
 
 
@@ -61,11 +71,14 @@ def png_bytes(pixels: np.ndarray) -> bytes:
 
 def png_declaring(width: int, height: int) -> bytes:
     """A small, valid-looking PNG whose header declares width x height RGB pixels (a decompression bomb's head)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 4096)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 4096)) + chunk(b"IEND", b"")
+    )
 
 
 def tar_bytes(members: list[tarfile.TarInfo | tuple[str, bytes]], fmt: int = tarfile.PAX_FORMAT) -> bytes:
@@ -111,8 +124,12 @@ def crafted_tars(pixels: bytes) -> dict[str, bytes]:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         tar.addfile(paxsize, io.BytesIO(pixels))
-    return {"pax0": bytes(pax0), "negsize": bytes(with_checksum(negsize[:512])) + good[512:],
-            "badoctal": bytes(with_checksum(badoctal[:512])) + good[512:], "paxsize": buffer.getvalue()}
+    return {
+        "pax0": bytes(pax0),
+        "negsize": bytes(with_checksum(negsize[:512])) + good[512:],
+        "badoctal": bytes(with_checksum(badoctal[:512])) + good[512:],
+        "paxsize": buffer.getvalue(),
+    }
 
 
 def write_huge_member_tar(path: Path, size: int) -> Path:
@@ -130,6 +147,7 @@ def write_huge_member_tar(path: Path, size: int) -> Path:
 
 def evil_pickle(marker: Path) -> bytes:
     """A pickle that, unpickled, writes `marker`: what a hostile batches.meta does."""
+
     class Evil:
         def __reduce__(self):
             return (Path.write_text, (marker, "unpickled"))
@@ -158,20 +176,24 @@ def world_files(root: Path, rng: np.random.Generator, paths: dict[str, str]) -> 
     (base / "root-pax0" / "cifar10.tar.gz").write_bytes(gzip.compress(crafted_tars(pixels)["pax0"], 1))
     out["td:root-pax0"] = str(base / "root-pax0")
     out["td:pngbomb"] = str(folder(base / "pngbomb", {"train/a/0.png": png_declaring(16000, 16000)}))
-    out["td:pngbigger"] = str(folder(base / "pngbigger", {"train/a/0.png": pixels,
-                                                          "train/a/1.png": png_declaring(8000, 8000)}))
+    out["td:pngbigger"] = str(
+        folder(base / "pngbigger", {"train/a/0.png": pixels, "train/a/1.png": png_declaring(8000, 8000)})
+    )
     out["td:nonutf8"] = str(folder(base / "nonutf8", {"train/a/0.png": pixels, "train/b\udcff/0.png": pixels}))
     nonutf8 = io.BytesIO()
-    with tarfile.open(fileobj=nonutf8, mode="w:gz", format=tarfile.GNU_FORMAT, encoding="utf-8",
-                      errors="surrogateescape") as tar:
+    with tarfile.open(
+        fileobj=nonutf8, mode="w:gz", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape"
+    ) as tar:
         for name in ("train/a/0.png", "train/b\udcff/0.png"):
             info = tarfile.TarInfo(name)
             info.size = len(pixels)
             tar.addfile(info, io.BytesIO(pixels))
     (base / "nonutf8.tar.gz").write_bytes(nonutf8.getvalue())
     out["td:tar-nonutf8"] = str(base / "nonutf8.tar.gz")
-    for name, member in (("outside", link("train/a/0.png", "/etc/hostname")),
-                         ("dangling", link("train/a/1.png", "nothing.png"))):
+    for name, member in (
+        ("outside", link("train/a/0.png", "/etc/hostname")),
+        ("dangling", link("train/a/1.png", "nothing.png")),
+    ):
         raw = tar_bytes([("train/b/0.png", pixels), member])
         (base / f"link-{name}.tar.gz").write_bytes(gzip.compress(raw, 1))
         out[f"td:tar-{name}"] = str(base / f"link-{name}.tar.gz")

@@ -11,36 +11,100 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-
 from reliability_case import C, Case
 
 # A row longer than sqrt(float32 max) / 2 (about 9.2e18) cannot be searched: its squared distances overflow float32.
 # Refused where it would be written, and where a store holding one (written behind its back) is read.
 CASES: list[Case] = [
     C("add-row-too-long", "add", "{store}", "-g", "m/x", "--embeddings", "{npy_row_1e19}", names="row 5"),
-    C("add-row-too-long-new-store", "add", "{root}/new.h5", "-g", "m/x", "--embeddings", "{npy_row_1e19}",
-      names="row 5"),
+    C(
+        "add-row-too-long-new-store",
+        "add",
+        "{root}/new.h5",
+        "-g",
+        "m/x",
+        "--embeddings",
+        "{npy_row_1e19}",
+        names="row 5",
+    ),
     C("add-row-norm-too-long", "add", "{store}", "-g", "m/x", "--embeddings", "{npy_row_norm_1e19}", names="row 2"),
-    C("neighbors-query-group-row-too-long", "neighbors", "{store_long_row}", "-g", "toy/test", "--query-group",
-      "toy/train", "-k", "2", names="row 7"),
-    C("neighbors-ids-row-too-long", "neighbors", "{store_long_row}", "-g", "toy/train", "--ids", "7", "-k", "2",
-      names="row 7"),
+    C(
+        "neighbors-query-group-row-too-long",
+        "neighbors",
+        "{store_long_row}",
+        "-g",
+        "toy/test",
+        "--query-group",
+        "toy/train",
+        "-k",
+        "2",
+        names="row 7",
+    ),
+    C(
+        "neighbors-ids-row-too-long",
+        "neighbors",
+        "{store_long_row}",
+        "-g",
+        "toy/train",
+        "--ids",
+        "7",
+        "-k",
+        "2",
+        names="row 7",
+    ),
     # a scored group that is the reference leaves each row out of its own neighbours: at most N - 1 of them
-    C("anomaly-leave-one-out-k-too-large", "anomaly", "{store}", "--reference", "toy/train", "--normal", "toy/train",
-      "--ood", "toy/ood", "-k", "40", "--out", "{root}/out", names="k=40"),
-    C("probe-leave-one-out-single-row", "probe", "{store_one_row}", "--train", "one/x", "--test", "one/x",
-      names="at least 2"),
+    C(
+        "anomaly-leave-one-out-k-too-large",
+        "anomaly",
+        "{store}",
+        "--reference",
+        "toy/train",
+        "--normal",
+        "toy/train",
+        "--ood",
+        "toy/ood",
+        "-k",
+        "40",
+        "--out",
+        "{root}/out",
+        names="k=40",
+    ),
+    C(
+        "probe-leave-one-out-single-row",
+        "probe",
+        "{store_one_row}",
+        "--train",
+        "one/x",
+        "--test",
+        "one/x",
+        names="at least 2",
+    ),
     # every reader of toy/train (as reliability_cases.STORE_READERS) on the store holding such a row
-    *(C(f"{args[0]}-store-long-row", *args, names="row 7") for args in (
-        ("info", "{store_long_row}"),
-        ("neighbors", "{store_long_row}", "-g", "toy/train", "-k", "2"),
-        ("pairs", "{store_long_row}", "-g", "toy/train", "-k", "2", "--out", "{root}/out/pairs.h5"),
-        ("probe", "{store_long_row}", "--train", "toy/train", "--test", "toy/test"),
-        ("retrieve", "{store_long_row}", "-g", "toy/train", "-k", "2", "--out", "{root}/out"),
-        ("anomaly", "{store_long_row}", "--reference", "toy/train", "--normal", "toy/test", "--ood", "toy/ood",
-         "-k", "2", "--out", "{root}/out"),
-        ("cluster", "{store_long_row}", "-g", "toy/train", "-k", "3", "--map", "pca", "--out", "{root}/out"),
-    )),
+    *(
+        C(f"{args[0]}-store-long-row", *args, names="row 7")
+        for args in (
+            ("info", "{store_long_row}"),
+            ("neighbors", "{store_long_row}", "-g", "toy/train", "-k", "2"),
+            ("pairs", "{store_long_row}", "-g", "toy/train", "-k", "2", "--out", "{root}/out/pairs.h5"),
+            ("probe", "{store_long_row}", "--train", "toy/train", "--test", "toy/test"),
+            ("retrieve", "{store_long_row}", "-g", "toy/train", "-k", "2", "--out", "{root}/out"),
+            (
+                "anomaly",
+                "{store_long_row}",
+                "--reference",
+                "toy/train",
+                "--normal",
+                "toy/test",
+                "--ood",
+                "toy/ood",
+                "-k",
+                "2",
+                "--out",
+                "{root}/out",
+            ),
+            ("cluster", "{store_long_row}", "-g", "toy/train", "-k", "3", "--map", "pca", "--out", "{root}/out"),
+        )
+    ),
 ]
 
 

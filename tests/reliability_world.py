@@ -14,7 +14,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-
 import reliability_trust_data
 import reliability_trust_failures
 import reliability_trust_search
@@ -107,8 +106,11 @@ def _bad_stores(root: Path, good: Path) -> dict[str, str]:
     stores["empty"].write_bytes(b"")
     stores["truncated"] = root / "truncated.h5"
     stores["truncated"].write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    for name, offset in (("corrupt-middle", good.stat().st_size // 2), ("corrupt-data", data_at + 64),
-                         ("corrupt-header", header_at)):
+    for name, offset in (
+        ("corrupt-middle", good.stat().st_size // 2),
+        ("corrupt-data", data_at + 64),
+        ("corrupt-header", header_at),
+    ):
         stores[name] = root / f"{name}.h5"
         shutil.copy(good, stores[name])
         _overwrite(stores[name], offset, 64, seed=len(name))
@@ -150,8 +152,14 @@ def _npy_files(root: Path, rng: np.random.Generator) -> dict[str, str]:
     (root / "notnpy.npy").write_text("0.1,0.2,0.3\n")
     np.savez(root / "archive.npz", x=arrays["x"])
     (root / "objects.npy").write_bytes((root / "x.npy").read_bytes()[:60])  # truncated .npy
-    paths.update({"npy:not-npy": str(root / "notnpy.npy"), "npy:npz": str(root / "archive.npz"),
-                  "npy:truncated": str(root / "objects.npy"), "npy:missing": str(root / "nothing.npy")})
+    paths.update(
+        {
+            "npy:not-npy": str(root / "notnpy.npy"),
+            "npy:npz": str(root / "archive.npz"),
+            "npy:truncated": str(root / "objects.npy"),
+            "npy:missing": str(root / "nothing.npy"),
+        }
+    )
     return paths
 
 
@@ -172,8 +180,8 @@ def _checkpoints(root: Path, rng: np.random.Generator, paths: dict[str, str]) ->
     """A real checkpoint (one training step of the small encoder) and damaged or foreign variants of it."""
     import torch
 
-    from embedkit.training.views import ViewConfig
     from embedkit.training.loop import make_config, train
+    from embedkit.training.views import ViewConfig
 
     torch.set_num_threads(1)
     run = root / "runs" / "good"
@@ -184,8 +192,10 @@ def _checkpoints(root: Path, rng: np.random.Generator, paths: dict[str, str]) ->
     payload = torch.load(good, map_location="cpu", weights_only=True)
     folder = root / "ckpts"
     folder.mkdir()
-    bad = {name: folder / f"{name}.pt" for name in
-           ("empty", "truncated", "corrupt", "text", "foreign", "other-kind", "mismatched-weights")}
+    bad = {
+        name: folder / f"{name}.pt"
+        for name in ("empty", "truncated", "corrupt", "text", "foreign", "other-kind", "mismatched-weights")
+    }
     bad["empty"].write_bytes(b"")
     bad["truncated"].write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     shutil.copy(good, bad["corrupt"])
@@ -211,8 +221,11 @@ def _checkpoints(root: Path, rng: np.random.Generator, paths: dict[str, str]) ->
 
 
 def _run_logs(root: Path) -> dict[str, str]:
-    logs = {"not-json": "not json at all\n", "no-terms": '{"split": "train", "step": 1}\n',
-            "not-a-record": "[1, 2, 3]\n"}
+    logs = {
+        "not-json": "not json at all\n",
+        "no-terms": '{"split": "train", "step": 1}\n',
+        "not-a-record": "[1, 2, 3]\n",
+    }
     paths = {}
     for name, text in logs.items():
         (root / "logs" / name).mkdir(parents=True)
@@ -230,9 +243,12 @@ def _data_roots(root: Path) -> dict[str, str]:
     for stem in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         (root / "data-badidx" / "mnist-test" / stem).write_bytes(b"\x1f\x8b\x08\x00garbage")
     (root / "data-empty").mkdir()
-    return {"data:badtar": str(root / "data-badtar"),
-            "data:badtar-file": str(root / "data-badtar" / "cifar10-jpeg.tar.gz"),
-            "data:badidx": str(root / "data-badidx"), "data:empty": str(root / "data-empty")}
+    return {
+        "data:badtar": str(root / "data-badtar"),
+        "data:badtar-file": str(root / "data-badtar" / "cifar10-jpeg.tar.gz"),
+        "data:badidx": str(root / "data-badidx"),
+        "data:empty": str(root / "data-empty"),
+    }
 
 
 def _more_stores(root: Path, store: Path, rng: np.random.Generator, paths: dict[str, str]) -> dict[str, str]:
@@ -264,8 +280,13 @@ def build_world(base: Path) -> World:
     rng = np.random.default_rng(0)
     store = root / "store.h5"
     _write_store(store, rng)
-    paths = {"root": str(root), "store": str(store), "afile": str(root / "afile.txt"),
-             "cache": str(base / "cache"), "imgs": str(image_folder(root / "imgs", rng))}
+    paths = {
+        "root": str(root),
+        "store": str(store),
+        "afile": str(root / "afile.txt"),
+        "cache": str(base / "cache"),
+        "imgs": str(image_folder(root / "imgs", rng)),
+    }
     (root / "afile.txt").write_text("a regular file, used as a parent folder that cannot exist\n")
     (root / "out").mkdir()
     paths.update(_bad_stores(root, store))
@@ -274,8 +295,12 @@ def build_world(base: Path) -> World:
     paths.update(_run_logs(root))
     paths.update(_data_roots(root))
     paths.update(_more_stores(root, store, rng, paths))
-    for area in (reliability_trust_search, reliability_trust_data, reliability_trust_writes,
-                 reliability_trust_failures):
+    for area in (
+        reliability_trust_search,
+        reliability_trust_data,
+        reliability_trust_writes,
+        reliability_trust_failures,
+    ):
         paths.update(area.world_files(root, rng, paths))
     pristine = base / "pristine"
     shutil.copytree(root, pristine, symlinks=True)

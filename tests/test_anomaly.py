@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedkit.eval.anomaly import anomaly_store, detect_anomalies, knn_scores, ood_group_name
 from embedkit.errors import ConfigError, StoreError
+from embedkit.eval.anomaly import anomaly_store, detect_anomalies, knn_scores, ood_group_name
 
 
 def _brute_force_scores(reference: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -19,8 +19,7 @@ def _brute_force_scores(reference: np.ndarray, queries: np.ndarray, k: int) -> n
 def test_scores_equal_brute_force(rng, k):
     reference = rng.normal(size=(300, 12)).astype(np.float32)
     queries = (rng.normal(size=(40, 12)) * 2).astype(np.float32)
-    np.testing.assert_allclose(knn_scores(reference, queries, k), _brute_force_scores(reference, queries, k),
-                               rtol=1e-5)
+    np.testing.assert_allclose(knn_scores(reference, queries, k), _brute_force_scores(reference, queries, k), rtol=1e-5)
 
 
 def test_far_ood_blobs_give_auc_one(rng):

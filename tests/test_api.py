@@ -14,8 +14,9 @@ from sklearn.metrics import roc_auc_score
 import embedkit
 
 
-def brute_force(reference: np.ndarray, queries: np.ndarray, k: int, *, exclude_self: bool = False,
-                farthest: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def brute_force(
+    reference: np.ndarray, queries: np.ndarray, k: int, *, exclude_self: bool = False, farthest: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """float64 L2 distances and rows, ties by row (the rule every exact path follows)."""
     d = np.sqrt(((queries[:, None, :].astype(np.float64) - reference[None].astype(np.float64)) ** 2).sum(-1))
     if exclude_self:
@@ -29,8 +30,13 @@ def brute_force(reference: np.ndarray, queries: np.ndarray, k: int, *, exclude_s
 def store_path(tmp_path, rng):
     path = tmp_path / "s.h5"
     with embedkit.open_store(path, create=True) as store:
-        store.add("toy/train", rng.normal(size=(50, 6)), labels=np.arange(50) % 3, ids=np.arange(50) + 100,
-                  attrs={"class_names": ["a", "b", "c"]})
+        store.add(
+            "toy/train",
+            rng.normal(size=(50, 6)),
+            labels=np.arange(50) % 3,
+            ids=np.arange(50) + 100,
+            attrs={"class_names": ["a", "b", "c"]},
+        )
         store.add("toy/test", rng.normal(size=(20, 6)), labels=np.arange(20) % 3)
         store.add("toy/ood", rng.normal(size=(15, 6)) + 3.0, labels=np.zeros(15, np.int64))
     return path
@@ -110,8 +116,22 @@ def test_knn_detector_is_pyods_knn_and_agrees_with_the_cli(store_path, runner, c
     np.testing.assert_allclose(detector.decision_scores_, own.mean(1), rtol=1e-5)  # each row without itself
     scores = detector.decision_function(np.vstack([test, ood]))
     np.testing.assert_allclose(scores, brute_force(train, np.vstack([test, ood]), 2)[0].mean(1), rtol=1e-5)
-    cli = cli_json(runner, cli_app, "anomaly", store_path, "--reference", "toy/train", "--normal", "toy/test",
-                   "--ood", "toy/ood", "-k", 2, "--out", tmp_path / "figs")
+    cli = cli_json(
+        runner,
+        cli_app,
+        "anomaly",
+        store_path,
+        "--reference",
+        "toy/train",
+        "--normal",
+        "toy/test",
+        "--ood",
+        "toy/ood",
+        "-k",
+        2,
+        "--out",
+        tmp_path / "figs",
+    )
     want = roc_auc_score(np.r_[np.zeros(len(test)), np.ones(len(ood))], scores)
     assert cli["stores"][0]["roc_auc"] == pytest.approx(want, abs=1e-6)
 
@@ -127,7 +147,17 @@ def test_linear_probe_agrees_with_the_cli(store_path, runner, cli_app):
 def test_every_public_name_has_a_docstring_with_an_example():
     text = pydoc.render_doc(embedkit, renderer=pydoc.plaintext)
     assert "open_store" in text and "KNNDetector" in text
-    for name in ("open_store", "Store", "knn", "KNNDetector", "linear_probe", "train", "TrainConfig", "encode",
-                 "vicreg_loss", "make_config"):
+    for name in (
+        "open_store",
+        "Store",
+        "knn",
+        "KNNDetector",
+        "linear_probe",
+        "train",
+        "TrainConfig",
+        "encode",
+        "vicreg_loss",
+        "make_config",
+    ):
         doc = inspect.getdoc(getattr(embedkit, name)) or ""
         assert len(doc) > 40, name

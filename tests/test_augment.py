@@ -19,8 +19,16 @@ from embedkit.training.views import (
     make_views,
 )
 
-IDENTITY = ViewConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, gray_p=0.0,
-                      blur_p=0.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+IDENTITY = ViewConfig(
+    crop_scale=(1.0, 1.0),
+    crop_ratio=(1.0, 1.0),
+    flip_p=0.0,
+    jitter_p=0.0,
+    gray_p=0.0,
+    blur_p=0.0,
+    mean=(0.0, 0.0, 0.0),
+    std=(1.0, 1.0, 1.0),
+)
 
 
 @pytest.fixture(autouse=True)
@@ -74,10 +82,12 @@ def test_crop_matches_torchvision_resized_crop_for_an_integer_box():
     x = _images(4)
     top, left, height, width = 4, 8, 16, 12
     n = len(x)
-    rows = _resample_matrix(torch.full((n,), float(top)), torch.full((n,), float(height)), 32, 32,
-                            torch.zeros(n, dtype=torch.bool))
-    cols = _resample_matrix(torch.full((n,), float(left)), torch.full((n,), float(width)), 32, 32,
-                            torch.zeros(n, dtype=torch.bool))
+    rows = _resample_matrix(
+        torch.full((n,), float(top)), torch.full((n,), float(height)), 32, 32, torch.zeros(n, dtype=torch.bool)
+    )
+    cols = _resample_matrix(
+        torch.full((n,), float(left)), torch.full((n,), float(width)), 32, 32, torch.zeros(n, dtype=torch.bool)
+    )
     ours = _apply_separable(x, rows, cols)
     reference = TF.resized_crop(x, top, left, height, width, [32, 32], antialias=False)
     assert torch.allclose(ours, reference, atol=1e-5)

@@ -122,9 +122,15 @@ def test_pca_then_eigenmaps_shape_and_determinism():
     assert set(first.seconds) == {"pca", "knn_graph", "eigensolver"}
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"dim": 30}, "dim=30"), ({"dim": 0}, "dim=0"), ({"k": 30}, "k=30"), ({"pca_dim": 0}, "pca_dim=0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"dim": 30}, "dim=30"),
+        ({"dim": 0}, "dim=0"),
+        ({"k": 30}, "k=30"),
+        ({"pca_dim": 0}, "pca_dim=0"),
+    ],
+)
 def test_bad_options_raise_one_line_config_error(kwargs, message):
     x = np.random.default_rng(5).normal(size=(30, 4)).astype(np.float32)
     with pytest.raises(ConfigError, match=message) as info:
@@ -157,8 +163,21 @@ def test_cli_writes_train_and_test_groups(runner, cli_app, image_folder, tmp_pat
     from embedkit.store.store import open_store
 
     out = tmp_path / "lap.h5"
-    args = ["baseline", "laplacian", "--dataset", str(image_folder), "--dim", "3", "--k", "4", "--pca-dim", "16",
-            "--out", str(out), "--json"]
+    args = [
+        "baseline",
+        "laplacian",
+        "--dataset",
+        str(image_folder),
+        "--dim",
+        "3",
+        "--k",
+        "4",
+        "--pca-dim",
+        "16",
+        "--out",
+        str(out),
+        "--json",
+    ]
     result = runner.invoke(cli_app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -183,14 +202,31 @@ def test_cli_writes_train_and_test_groups(runner, cli_app, image_folder, tmp_pat
     assert "connected components" in table.output and "32" in table.output
 
 
-def test_cli_subset_embeds_a_seeded_sample_of_each_split_with_its_rows_as_ids(runner, cli_app, image_folder,
-                                                                              tmp_path):
+def test_cli_subset_embeds_a_seeded_sample_of_each_split_with_its_rows_as_ids(runner, cli_app, image_folder, tmp_path):
     from embedkit.data.sources import load_images, subset_rows
     from embedkit.store.store import open_store
 
     out = tmp_path / "lap.h5"
-    result = runner.invoke(cli_app, ["baseline", "laplacian", "--dataset", str(image_folder), "--dim", "2", "--k", "3",
-                                     "--subset", "6", "--seed", "1", "--out", str(out), "--json"])
+    result = runner.invoke(
+        cli_app,
+        [
+            "baseline",
+            "laplacian",
+            "--dataset",
+            str(image_folder),
+            "--dim",
+            "2",
+            "--k",
+            "3",
+            "--subset",
+            "6",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     for split, n in (("train", 24), ("test", 8)):
         group = open_store(out).read(f"tiny/{split}")
@@ -202,8 +238,10 @@ def test_cli_subset_embeds_a_seeded_sample_of_each_split_with_its_rows_as_ids(ru
 
 def test_cli_subset_below_one_is_one_line_error_and_writes_nothing(runner, cli_app, image_folder, tmp_path):
     out = tmp_path / "lap.h5"
-    result = runner.invoke(cli_app, ["baseline", "laplacian", "--dataset", str(image_folder), "--dim", "2",
-                                     "--subset", "0", "--out", str(out)])
+    result = runner.invoke(
+        cli_app,
+        ["baseline", "laplacian", "--dataset", str(image_folder), "--dim", "2", "--subset", "0", "--out", str(out)],
+    )
     assert result.exit_code == 1
     assert "subset must be at least 1 image per split, got 0" in result.output and "Traceback" not in result.output
     assert not list(tmp_path.glob("*lap.h5*"))  # no store, lock or temp file
@@ -211,8 +249,9 @@ def test_cli_subset_below_one_is_one_line_error_and_writes_nothing(runner, cli_a
 
 def test_cli_dim_too_large_is_one_line_error(runner, cli_app, image_folder, tmp_path):
     out = tmp_path / "lap.h5"
-    result = runner.invoke(cli_app, ["baseline", "laplacian", "--dataset", str(image_folder), "--dim", "32",
-                                     "--out", str(out)])
+    result = runner.invoke(
+        cli_app, ["baseline", "laplacian", "--dataset", str(image_folder), "--dim", "32", "--out", str(out)]
+    )
     assert result.exit_code == 1
     assert "dim=32" in result.output and "Traceback" not in result.output
     assert not out.exists()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedkit.eval.cluster import centroids_2d, cluster_embeddings, cluster_store
 from embedkit.errors import ConfigError
+from embedkit.eval.cluster import centroids_2d, cluster_embeddings, cluster_store
 
 
 def _blobs(rng, n_per_class: int, n_classes: int, dim: int, spread: float):

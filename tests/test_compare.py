@@ -34,8 +34,9 @@ def test_compare_rows_match_library_references(runner, cli_app, tmp_path, spread
     from sklearn.preprocessing import StandardScaler
 
     data = _write_store(tmp_path / "blobs.h5", seed=1, spread=spread)
-    result = runner.invoke(cli_app, ["compare", str(tmp_path / "blobs.h5"), "--k-anomaly", "2", "--k-cluster", "3",
-                                     "--json"])
+    result = runner.invoke(
+        cli_app, ["compare", str(tmp_path / "blobs.h5"), "--k-anomaly", "2", "--k-cluster", "3", "--json"]
+    )
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)["models"]["blobs"]
 
@@ -63,11 +64,15 @@ def test_compare_rows_match_library_references(runner, cli_app, tmp_path, spread
 def test_compare_names_rows_by_store_and_prints_a_table(runner, cli_app, tmp_path):
     _write_store(tmp_path / "first.h5", seed=1, spread=20.0)
     _write_store(tmp_path / "second.h5", seed=2, spread=0.5)
-    result = runner.invoke(cli_app, ["compare", str(tmp_path / "first.h5"), str(tmp_path / "second.h5"),
-                                     "--k-cluster", "3"])
+    result = runner.invoke(
+        cli_app, ["compare", str(tmp_path / "first.h5"), str(tmp_path / "second.h5"), "--k-cluster", "3"]
+    )
     assert result.exit_code == 0, result.output
     assert "embedkit compare" in result.output and "first" in result.output and "second" in result.output
-    payload = json.loads(runner.invoke(cli_app, ["compare", str(tmp_path / "first.h5"), str(tmp_path / "second.h5"),
-                                                 "--k-cluster", "3", "--json"]).stdout)
+    payload = json.loads(
+        runner.invoke(
+            cli_app, ["compare", str(tmp_path / "first.h5"), str(tmp_path / "second.h5"), "--k-cluster", "3", "--json"]
+        ).stdout
+    )
     assert list(payload["models"]) == ["first", "second"]
     assert payload["models"]["first"]["linear_probe"] > payload["models"]["second"]["linear_probe"]

@@ -28,13 +28,15 @@ from embedkit.data.sources import (
     to_float_tensor,
     to_rgb32,
 )
-from embedkit.errors import DataError
 from embedkit.data.tar import iter_tar_members
+from embedkit.errors import DataError
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # File names chosen so that string order differs from creation order and numeric order.
-LAYOUT = {"train": {"cat": ["b.png", "10.png", "9.png"], "dog": ["a.png", "c.png"], "emu": ["z.png"]},
-          "test": {"dog": ["2.png", "1.png"], "cat": ["x.png"]}}
+LAYOUT = {
+    "train": {"cat": ["b.png", "10.png", "9.png"], "dog": ["a.png", "c.png"], "emu": ["z.png"]},
+    "test": {"dog": ["2.png", "1.png"], "cat": ["x.png"]},
+}
 
 
 @pytest.fixture(autouse=True)
@@ -354,8 +356,11 @@ def test_data_root_resolution(tmp_path, monkeypatch):
 
 
 def test_available_datasets_counts_without_decoding(tmp_path, rng, monkeypatch):
-    make_tree(tmp_path / "cifar10-jpeg", rng, layout={"train": {"a": ["0.png", "1.png"], "b": ["0.png"]},
-                                                       "test": {"b": ["0.png"]}})
+    make_tree(
+        tmp_path / "cifar10-jpeg",
+        rng,
+        layout={"train": {"a": ["0.png", "1.png"], "b": ["0.png"]}, "test": {"b": ["0.png"]}},
+    )
     make_targz(tmp_path / "cifar10-jpeg", tmp_path / "cifar10-jpeg.tar.gz", keep_folder=False)
     write_mnist(tmp_path / "mnist-test", rng, n=4)
     with monkeypatch.context() as patch:

@@ -17,8 +17,24 @@ def test_cli_reference_is_fresh():
 
 def test_cli_reference_covers_every_command():
     page = (REPO / "docs" / "cli.md").read_text()
-    for command in ("data", "train", "encode", "add", "info", "neighbors", "pairs", "probe", "retrieve", "anomaly",
-                    "cluster", "plot map", "plot losses", "baseline laplacian", "compare", "study"):
+    for command in (
+        "data",
+        "train",
+        "encode",
+        "add",
+        "info",
+        "neighbors",
+        "pairs",
+        "probe",
+        "retrieve",
+        "anomaly",
+        "cluster",
+        "plot map",
+        "plot losses",
+        "baseline laplacian",
+        "compare",
+        "study",
+    ):
         assert f"## `embedkit {command}`" in page, command
 
 
@@ -39,9 +55,13 @@ def test_readme_results_table_is_the_committed_results_file():
     results = json.loads((REPO / "docs/results/study-cpu-2026-11-28.json").read_text())["models"]
     readme = (REPO / "README.md").read_text()
     for model in results.values():
-        cells = [f"{100 * model['linear_probe']:.1f}%", f"{100 * model['knn_accuracy']:.1f}%",
-                 f"{model['effective_rank']:.1f}",
-                 "-" if model["roc_auc_mnist"] is None else f"{model['roc_auc_mnist']:.3f}",
-                 f"{model['silhouette']:.3f}", model["reference_probe"]]
+        cells = [
+            f"{100 * model['linear_probe']:.1f}%",
+            f"{100 * model['knn_accuracy']:.1f}%",
+            f"{model['effective_rank']:.1f}",
+            "-" if model["roc_auc_mnist"] is None else f"{model['roc_auc_mnist']:.3f}",
+            f"{model['silhouette']:.3f}",
+            model["reference_probe"],
+        ]
         row = f"| {model['label']} | " + " | ".join(cells) + " |"
         assert row in readme, row

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from embedkit.training.encode import encode_images, encode_to_store
 from embedkit.errors import ConfigError, StoreError
+from embedkit.training.encode import encode_images, encode_to_store
 from embedkit.training.models import build_encoder, checkpoint_payload, file_digest, load_checkpoint, save_checkpoint
 
 PREP = {"size": 32, "mean": [0.4914, 0.4822, 0.4465], "std": [0.247, 0.2435, 0.2616]}
@@ -85,8 +85,15 @@ def test_encode_to_store_writes_groups_with_provenance(checkpoint, image_folder,
 
     store_path = tmp_path / "store.h5"
     seen = []
-    groups = encode_to_store(checkpoint, str(image_folder), ["train", "test"], store_path, device="cpu",
-                             batch_size=5, on_progress=lambda done, total: seen.append((done, total)))
+    groups = encode_to_store(
+        checkpoint,
+        str(image_folder),
+        ["train", "test"],
+        store_path,
+        device="cpu",
+        batch_size=5,
+        on_progress=lambda done, total: seen.append((done, total)),
+    )
     assert groups == ["tiny/train", "tiny/test"]
     assert seen[-1] == (24, 24)
     data = open_store(store_path).read("tiny/test")
@@ -130,8 +137,15 @@ def test_encode_interrupted_between_splits_writes_neither_and_reruns(checkpoint,
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        encode_to_store(checkpoint, str(image_folder), ["train", "test"], store_path, device="cpu", batch_size=4,
-                        on_progress=interrupt_in_the_second_split)
+        encode_to_store(
+            checkpoint,
+            str(image_folder),
+            ["train", "test"],
+            store_path,
+            device="cpu",
+            batch_size=4,
+            on_progress=interrupt_in_the_second_split,
+        )
     assert open_store(store_path).groups() == ["other/kept"]
     assert encode_to_store(checkpoint, str(image_folder), ["train", "test"], store_path, device="cpu")  # no --overwrite
     assert open_store(store_path).groups() == ["other/kept", "tiny/test", "tiny/train"]
@@ -139,22 +153,52 @@ def test_encode_interrupted_between_splits_writes_neither_and_reruns(checkpoint,
 
 def test_cli_train_encode_and_plot_losses(runner, cli_app, image_folder, tmp_path):
     run = tmp_path / "run"
-    result = runner.invoke(cli_app, ["train", "--dataset", str(image_folder), "--epochs", "2", "--batch-size", "8",
-                                     "--run-dir", str(run), "--device", "cpu", "--json"])
+    result = runner.invoke(
+        cli_app,
+        [
+            "train",
+            "--dataset",
+            str(image_folder),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--run-dir",
+            str(run),
+            "--device",
+            "cpu",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["steps"] == 4 and summary["epochs"] == 2 and summary["test"]["split"] == "test"
     assert summary["config"]["encoder"] == "small" and (run / "last.pt").is_file()
 
     store = tmp_path / "store.h5"
-    result = runner.invoke(cli_app, ["encode", str(run / "last.pt"), "--dataset", str(image_folder),
-                                     "--out", str(store), "--device", "cpu", "--json"])
+    result = runner.invoke(
+        cli_app,
+        [
+            "encode",
+            str(run / "last.pt"),
+            "--dataset",
+            str(image_folder),
+            "--out",
+            str(store),
+            "--device",
+            "cpu",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["groups"] == [
-        {"group": "tiny/train", "n": 16, "dim": 128}, {"group": "tiny/test", "n": 8, "dim": 128}
+        {"group": "tiny/train", "n": 16, "dim": 128},
+        {"group": "tiny/test", "n": 8, "dim": 128},
     ]
-    result = runner.invoke(cli_app, ["encode", str(run / "last.pt"), "--dataset", str(image_folder),
-                                     "--split", "test", "--out", str(store)])
+    result = runner.invoke(
+        cli_app,
+        ["encode", str(run / "last.pt"), "--dataset", str(image_folder), "--split", "test", "--out", str(store)],
+    )
     assert result.exit_code == 1 and "already exists" in result.output
 
     result = runner.invoke(cli_app, ["plot", "losses", str(run), "--json"])
@@ -171,8 +215,9 @@ def test_cli_train_encode_and_plot_losses(runner, cli_app, image_folder, tmp_pat
 def test_cli_errors_are_one_line(runner, cli_app, tmp_path, image_folder):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    result = runner.invoke(cli_app, ["encode", str(bad), "--dataset", str(image_folder), "--out",
-                                     str(tmp_path / "s.h5")])
+    result = runner.invoke(
+        cli_app, ["encode", str(bad), "--dataset", str(image_folder), "--out", str(tmp_path / "s.h5")]
+    )
     assert result.exit_code == 1
     assert result.output.strip().count("\n") == 0 and "not a readable checkpoint" in result.output
     result = runner.invoke(cli_app, ["encode", "--workspace", str(tmp_path / "empty-ws")])

@@ -34,8 +34,9 @@ def _store(tmp_path, images, name: str, spread: float = 30.0, seed: int = 0, ood
         x = (centres[labels] + rng.normal(size=(len(labels), 6))).astype(np.float32)
         store.write_group(group, x, labels, attrs=attrs)
     if ood:
-        store.write_group("far/test", (rng.normal(size=(6, 6)) + 200).astype(np.float32), labels[:6],
-                          ids=np.arange(6), attrs=attrs)
+        store.write_group(
+            "far/test", (rng.normal(size=(6, 6)) + 200).astype(np.float32), labels[:6], ids=np.arange(6), attrs=attrs
+        )
     return tmp_path / name
 
 
@@ -77,23 +78,58 @@ def test_probe_table_and_json_for_two_stores(runner, cli_app, tmp_path, images):
 
 def test_probe_uses_the_workspace_store_by_default(runner, cli_app, tmp_path, images):
     _store(tmp_path / "ws", images, "store.h5")
-    out = _json(runner.invoke(cli_app, ["probe", "--workspace", str(tmp_path / "ws"), "--train", "toy/train",
-                                        "--test", "toy/test", "--knn-k", "3", "--json"]))
+    out = _json(
+        runner.invoke(
+            cli_app,
+            [
+                "probe",
+                "--workspace",
+                str(tmp_path / "ws"),
+                "--train",
+                "toy/train",
+                "--test",
+                "toy/test",
+                "--knn-k",
+                "3",
+                "--json",
+            ],
+        )
+    )
     assert out["stores"][0]["name"] == "store"
 
 
 def test_missing_group_is_one_line_error(runner, cli_app, tmp_path, images):
     path = _store(tmp_path, images, "m.h5")
-    for args in (["probe", str(path), "--train", "toy/tarin"], ["cluster", str(path), "--group", "nope/test"],
-                 ["plot", "map", str(path), "--group", "nope/test"], ["retrieve", str(path), "--group", "nope/x"]):
+    for args in (
+        ["probe", str(path), "--train", "toy/tarin"],
+        ["cluster", str(path), "--group", "nope/test"],
+        ["plot", "map", str(path), "--group", "nope/test"],
+        ["retrieve", str(path), "--group", "nope/x"],
+    ):
         _assert_one_line_error(runner.invoke(cli_app, args), "not found")
     _assert_one_line_error(runner.invoke(cli_app, ["probe", str(tmp_path / "none.h5")]), "no such store")
 
 
 def test_plot_map_pca_side_by_side(runner, cli_app, tmp_path, images):
     a, b = _store(tmp_path, images, "a.h5"), _store(tmp_path, images, "b.h5", seed=2)
-    out = _json(runner.invoke(cli_app, ["plot", "map", str(a), str(b), "--group", "toy/test", "--method", "pca",
-                                        "--out", str(tmp_path / "figs"), "--json"]))
+    out = _json(
+        runner.invoke(
+            cli_app,
+            [
+                "plot",
+                "map",
+                str(a),
+                str(b),
+                "--group",
+                "toy/test",
+                "--method",
+                "pca",
+                "--out",
+                str(tmp_path / "figs"),
+                "--json",
+            ],
+        )
+    )
     assert out["figure"] == str(tmp_path / "figs" / "map-toy-test-pca.png")
     assert _png_shape(out["figure"]) == (500, 1200)
     assert out["stores"] == [{"name": "a", "points": 24, "total": 24}, {"name": "b", "points": 24, "total": 24}]
@@ -101,19 +137,39 @@ def test_plot_map_pca_side_by_side(runner, cli_app, tmp_path, images):
 
 def test_plot_map_tsne_of_a_sample(runner, cli_app, tmp_path, images):
     path = _store(tmp_path, images, "a.h5")
-    result = runner.invoke(cli_app, ["plot", "map", str(path), "--group", "toy/test", "--method", "tsne",
-                                     "--max-points", "20", "--workspace", str(tmp_path / "ws")])
+    result = runner.invoke(
+        cli_app,
+        [
+            "plot",
+            "map",
+            str(path),
+            "--group",
+            "toy/test",
+            "--method",
+            "tsne",
+            "--max-points",
+            "20",
+            "--workspace",
+            str(tmp_path / "ws"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     figure = tmp_path / "ws" / "figures" / "map" / "map-toy-test-tsne.png"
     assert "20 of 24 points" in result.stdout and _png_shape(figure) == (500, 700)
-    _assert_one_line_error(runner.invoke(cli_app, ["plot", "map", str(path), "-g", "toy/test", "--method", "umap"]),
-                           "unknown map method 'umap'")
+    _assert_one_line_error(
+        runner.invoke(cli_app, ["plot", "map", str(path), "-g", "toy/test", "--method", "umap"]),
+        "unknown map method 'umap'",
+    )
 
 
 def test_retrieve_grid_and_json(runner, cli_app, tmp_path, images):
     a, b = _store(tmp_path, images, "a.h5"), _store(tmp_path, images, "b.h5", spread=0.0, seed=3)
-    out = _json(runner.invoke(cli_app, ["retrieve", str(a), str(b), "--group", "toy/test", "--k", "2",
-                                        "--out", str(tmp_path / "figs"), "--json"]))
+    out = _json(
+        runner.invoke(
+            cli_app,
+            ["retrieve", str(a), str(b), "--group", "toy/test", "--k", "2", "--out", str(tmp_path / "figs"), "--json"],
+        )
+    )
     first, second = out["stores"]
     assert first["nearest_same_class"] == 1.0 and first["farthest_same_class"] == 0.0
     assert [q["id"] for q in first["queries"]] == [q["id"] for q in second["queries"]]  # same queries
@@ -130,14 +186,29 @@ def test_retrieve_without_the_images_is_a_clear_error(runner, cli_app, tmp_path,
     path = _store(tmp_path, images, "a.h5")
     shutil.rmtree(images[0])
     shutil.rmtree(tmp_path / "cache")
-    _assert_one_line_error(runner.invoke(cli_app, ["retrieve", str(path), "--group", "toy/test", "--k", "2",
-                                                   "--out", str(tmp_path)]), "are needed to draw the figure")
+    _assert_one_line_error(
+        runner.invoke(cli_app, ["retrieve", str(path), "--group", "toy/test", "--k", "2", "--out", str(tmp_path)]),
+        "are needed to draw the figure",
+    )
 
 
 def test_anomaly_scores_roc_and_top_images(runner, cli_app, tmp_path, images):
     a, b = _store(tmp_path, images, "a.h5"), _store(tmp_path, images, "b.h5", seed=4)
-    args = ["anomaly", str(a), str(b), "--ood", "far/test", "--reference", "toy/train", "--normal", "toy/test",
-            "--top", "4", "--out", str(tmp_path / "figs")]
+    args = [
+        "anomaly",
+        str(a),
+        str(b),
+        "--ood",
+        "far/test",
+        "--reference",
+        "toy/train",
+        "--normal",
+        "toy/test",
+        "--top",
+        "4",
+        "--out",
+        str(tmp_path / "figs"),
+    ]
     out = _json(runner.invoke(cli_app, [*args, "--json"]))
     assert out["ood"] == "far/test" and out["k"] == 2
     for store in out["stores"]:
@@ -155,8 +226,22 @@ def test_anomaly_without_images_still_scores_and_warns(runner, cli_app, tmp_path
     path = _store(tmp_path, images, "a.h5")
     shutil.rmtree(images[0])
     shutil.rmtree(tmp_path / "cache")
-    result = runner.invoke(cli_app, ["anomaly", str(path), "--ood", "far/test", "--reference", "toy/train",
-                                     "--normal", "toy/test", "--out", str(tmp_path / "figs"), "--json"])
+    result = runner.invoke(
+        cli_app,
+        [
+            "anomaly",
+            str(path),
+            "--ood",
+            "far/test",
+            "--reference",
+            "toy/train",
+            "--normal",
+            "toy/test",
+            "--out",
+            str(tmp_path / "figs"),
+            "--json",
+        ],
+    )
     out = _json(result)
     assert out["stores"][0]["roc_auc"] == 1.0 and set(out["figures"]) == {"roc"}
     assert "warning: no image grid" in result.stderr
@@ -164,15 +249,36 @@ def test_anomaly_without_images_still_scores_and_warns(runner, cli_app, tmp_path
 
 def test_anomaly_without_ood_group_or_checkpoint_says_how(runner, cli_app, tmp_path, images):
     path = _store(tmp_path, images, "a.h5", ood=False)
-    _assert_one_line_error(runner.invoke(cli_app, ["anomaly", str(path), "--ood", "mnist", "--reference", "toy/train",
-                                                   "--normal", "toy/test"]),
-                           "mnist/test", "embedkit encode CKPT --dataset mnist --split test")
+    _assert_one_line_error(
+        runner.invoke(
+            cli_app, ["anomaly", str(path), "--ood", "mnist", "--reference", "toy/train", "--normal", "toy/test"]
+        ),
+        "mnist/test",
+        "embedkit encode CKPT --dataset mnist --split test",
+    )
 
 
 def test_cluster_scores_and_figure(runner, cli_app, tmp_path, images):
     a, b = _store(tmp_path, images, "a.h5"), _store(tmp_path, images, "b.h5", seed=5)
-    out = _json(runner.invoke(cli_app, ["cluster", str(a), str(b), "--group", "toy/test", "--k", "3", "--map", "pca",
-                                        "--out", str(tmp_path / "figs"), "--json"]))
+    out = _json(
+        runner.invoke(
+            cli_app,
+            [
+                "cluster",
+                str(a),
+                str(b),
+                "--group",
+                "toy/test",
+                "--k",
+                "3",
+                "--map",
+                "pca",
+                "--out",
+                str(tmp_path / "figs"),
+                "--json",
+            ],
+        )
+    )
     for store in out["stores"]:
         assert store["ari"] == 1.0 and store["nmi"] == pytest.approx(1.0) and store["silhouette_kmeans"] > 0.8
     assert _png_shape(out["figure"]) == (1000, 1200)

@@ -328,9 +328,16 @@ def test_self_join_matches_brute_force_across_blocks(rng, farthest, metric, bloc
 
 
 @settings(max_examples=30, deadline=None)
-@given(n=st.integers(2, 40), dim=st.integers(1, 5), k_fraction=st.floats(0, 1), block_rows=st.integers(1, 12),
-       farthest=st.booleans(), metric=st.sampled_from(["l2", "cosine"]), seed=st.integers(0, 2**16),
-       grid=st.booleans())
+@given(
+    n=st.integers(2, 40),
+    dim=st.integers(1, 5),
+    k_fraction=st.floats(0, 1),
+    block_rows=st.integers(1, 12),
+    farthest=st.booleans(),
+    metric=st.sampled_from(["l2", "cosine"]),
+    seed=st.integers(0, 2**16),
+    grid=st.booleans(),
+)
 def test_self_join_property_blocks_and_ties(n, dim, k_fraction, block_rows, farthest, metric, seed, grid):
     """Any block size (even smaller than k), and integer grids full of exact ties."""
     rng = np.random.default_rng(seed)

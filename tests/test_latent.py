@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from embedkit.errors import ConfigError, StoreError
 from embedkit.baselines.latent import LatentConfig, fit_latent, fit_latent_to_store, initial_vectors
+from embedkit.errors import ConfigError, StoreError
 from embedkit.store.store import open_store
 
 TINY = LatentConfig(epochs=15, k=3, dim=8, batch_size=32, lr=0.1, seed=0)
@@ -78,8 +78,24 @@ def test_bad_sources_and_configs_are_one_line_errors(tmp_path, source):
 
 def test_cli_train_latent(runner, cli_app, tmp_path, source):
     out = tmp_path / "cli.h5"
-    result = runner.invoke(cli_app, ["train", "--latent", "--source-store", str(source), "--out", str(out),
-                                     "--epochs", "2", "--batch-size", "32", "--device", "cpu", "--json"])
+    result = runner.invoke(
+        cli_app,
+        [
+            "train",
+            "--latent",
+            "--source-store",
+            str(source),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+            "--device",
+            "cpu",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert (payload["n_train"], payload["n_test"], payload["epochs"]) == (64, 32, 2)

@@ -31,8 +31,10 @@ def import_graph() -> dict[str, set[str]]:
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
-                           for a in node.names]
+                targets = [
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                    for a in node.names
+                ]
             else:
                 continue
             edges |= {t for t in targets if t in modules and t != name}
@@ -49,7 +51,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -76,10 +78,13 @@ def test_no_import_cycle_among_embedkits_modules():
 
 def test_subpackages_do_not_import_higher_layers():
     """data and store know nothing of search, training, eval or study; eval and training know nothing of study."""
-    lower_than = {"embedkit.data": ("search", "training", "eval", "study", "baselines"),
-                  "embedkit.store": ("search", "training", "eval", "study", "baselines", "data"),
-                  "embedkit.search": ("training", "eval", "study", "baselines"),
-                  "embedkit.eval": ("study",), "embedkit.training": ("study", "eval")}
+    lower_than = {
+        "embedkit.data": ("search", "training", "eval", "study", "baselines"),
+        "embedkit.store": ("search", "training", "eval", "study", "baselines", "data"),
+        "embedkit.search": ("training", "eval", "study", "baselines"),
+        "embedkit.eval": ("study",),
+        "embedkit.training": ("study", "eval"),
+    }
     for name, edges in import_graph().items():
         for package, banned in lower_than.items():
             if name == package or name.startswith(package + "."):
@@ -88,11 +93,22 @@ def test_subpackages_do_not_import_higher_layers():
 
 
 def test_import_embedkit_is_cheap_and_lists_the_api():
-    code = ("import sys, embedkit; assert 'torch' not in sys.modules and 'faiss' not in sys.modules; "
-            "print(sorted(n for n in dir(embedkit) if not n.startswith('_')))")
+    code = (
+        "import sys, embedkit; assert 'torch' not in sys.modules and 'faiss' not in sys.modules; "
+        "print(sorted(n for n in dir(embedkit) if not n.startswith('_')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    for name in ("open_store", "knn", "KNNDetector", "linear_probe", "train", "TrainConfig", "encode",
-                 "vicreg_loss", "StoreError"):
+    for name in (
+        "open_store",
+        "knn",
+        "KNNDetector",
+        "linear_probe",
+        "train",
+        "TrainConfig",
+        "encode",
+        "vicreg_loss",
+        "StoreError",
+    ):
         assert f"'{name}'" in out
 
 

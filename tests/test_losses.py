@@ -81,6 +81,7 @@ def test_matches_pinned_numpy_reference(rng):
 def test_variance_is_twice_the_official_halved_term(rng):
     """The mission sums the two views' variance terms; the official code averages them (the factor of two)."""
     z1, z2 = torch.from_numpy(rng.normal(size=(16, 8)) * 0.5), torch.from_numpy(rng.normal(size=(16, 8)) * 0.5)
+
     def official_std_loss(z):  # facebookresearch/vicreg: torch.mean(F.relu(1 - std_x)) / 2
         return torch.relu(1 - torch.sqrt(z.var(0) + 1e-4)).mean() / 2
 

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from embedkit.eval import plots
+
+
 def _read(path):
     from matplotlib.image import imread
 

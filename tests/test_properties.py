@@ -27,27 +27,34 @@ attr_values = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False, width=64),
     st.lists(names, min_size=1, max_size=4),
 )
-configs = st.dictionaries(names, st.one_of(st.integers(-100, 100), names, st.booleans(), st.lists(st.integers(0, 9))),
-                          max_size=3)
+configs = st.dictionaries(
+    names, st.one_of(st.integers(-100, 100), names, st.booleans(), st.lists(st.integers(0, 9))), max_size=3
+)
 # Any key holds text, numbers or lists of text; dicts are for `config` (stored as JSON text, read back as a dict).
 attr_dicts = st.builds(
     lambda plain, config: {**plain, **({"config": config} if config is not None else {})},
-    st.dictionaries(names.filter(lambda n: n not in ("schema_version", "content_id", "embedkit_version", "config")),
-                    attr_values, max_size=4),
+    st.dictionaries(
+        names.filter(lambda n: n not in ("schema_version", "content_id", "embedkit_version", "config")),
+        attr_values,
+        max_size=4,
+    ),
     st.none() | configs,
 )
 
 
 def _no_nesting(groups: list[str]) -> bool:
     """A store's groups are leaves: none may be a prefix folder of another, and names are distinct."""
-    return len(set(groups)) == len(groups) and not any(
-        a != b and b.startswith(a + "/") for a in groups for b in groups)
+    return len(set(groups)) == len(groups) and not any(a != b and b.startswith(a + "/") for a in groups for b in groups)
 
 
 @SETTINGS
-@given(groups=st.lists(group_names, min_size=1, max_size=3).filter(_no_nesting),
-       shapes=st.lists(st.tuples(st.integers(0, 30), st.integers(1, 6)), min_size=3, max_size=3),
-       attrs=attr_dicts, seed=st.integers(0, 2**16), with_ids=st.booleans())
+@given(
+    groups=st.lists(group_names, min_size=1, max_size=3).filter(_no_nesting),
+    shapes=st.lists(st.tuples(st.integers(0, 30), st.integers(1, 6)), min_size=3, max_size=3),
+    attrs=attr_dicts,
+    seed=st.integers(0, 2**16),
+    with_ids=st.booleans(),
+)
 def test_store_round_trip_groups_arrays_and_attributes(groups, shapes, attrs, seed, with_ids):
     rng = np.random.default_rng(seed)
     written = {}
@@ -95,8 +102,12 @@ def test_rewriting_a_group_leaves_the_others_bit_identical(n, dim, seed):
 
 
 @SETTINGS
-@given(n=st.integers(0, 50), dim=st.integers(1, 5), seed=st.integers(0, 2**16),
-       dtype=st.sampled_from([np.float16, np.float32, np.float64, np.int32, np.uint8]))
+@given(
+    n=st.integers(0, 50),
+    dim=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+    dtype=st.sampled_from([np.float16, np.float32, np.float64, np.int32, np.uint8]),
+)
 def test_add_npy_round_trips_any_numeric_dtype_as_float32(n, dim, seed, dtype):
     rng = np.random.default_rng(seed)
     values = (rng.normal(size=(n, dim)) * 50).astype(dtype)
@@ -123,8 +134,9 @@ def _brute_distances(reference: np.ndarray, queries: np.ndarray, metric: str) ->
     return 1.0 - q @ r.T
 
 
-def assert_valid_answer(result_rows, result_dist, brute: np.ndarray, k: int, farthest: bool,
-                        self_rows: np.ndarray | None) -> None:
+def assert_valid_answer(
+    result_rows, result_dist, brute: np.ndarray, k: int, farthest: bool, self_rows: np.ndarray | None
+) -> None:
     """Tie-tolerant: the rows found are distinct, never the query itself, and their true distances are the k best."""
     if self_rows is not None:
         brute = brute.copy()
@@ -138,11 +150,18 @@ def assert_valid_answer(result_rows, result_dist, brute: np.ndarray, k: int, far
 
 
 @SETTINGS
-@given(n=st.integers(2, 40), q=st.integers(1, 12), dim=st.integers(1, 6), k_fraction=st.floats(0, 1),
-       farthest=st.booleans(), metric=st.sampled_from(["l2", "cosine"]), own_group=st.booleans(),
-       grid=st.booleans(), seed=st.integers(0, 2**16))
-def test_neighbors_matches_brute_force_on_random_stores(n, q, dim, k_fraction, farthest, metric, own_group, grid,
-                                                        seed):
+@given(
+    n=st.integers(2, 40),
+    q=st.integers(1, 12),
+    dim=st.integers(1, 6),
+    k_fraction=st.floats(0, 1),
+    farthest=st.booleans(),
+    metric=st.sampled_from(["l2", "cosine"]),
+    own_group=st.booleans(),
+    grid=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_neighbors_matches_brute_force_on_random_stores(n, q, dim, k_fraction, farthest, metric, own_group, grid, seed):
     rng = np.random.default_rng(seed)
     draw = (lambda rows: rng.integers(-2, 3, (rows, dim))) if grid else (lambda rows: rng.normal(size=(rows, dim)))
     reference, queries = draw(n).astype(np.float32), draw(q).astype(np.float32)
@@ -166,8 +185,14 @@ def test_neighbors_matches_brute_force_on_random_stores(n, q, dim, k_fraction, f
         assert_valid_answer(result.rows, result.distances, brute, k, farthest, self_rows)
         np.testing.assert_array_equal(result.ids, ref_ids[result.rows])  # ids are the group's ids values
         with pytest.raises(SearchError):
-            neighbors(path, "r/ref", allowed + 1, farthest=farthest, metric=metric,
-                      query_group=None if own_group else "q/query")
+            neighbors(
+                path,
+                "r/ref",
+                allowed + 1,
+                farthest=farthest,
+                metric=metric,
+                query_group=None if own_group else "q/query",
+            )
 
 
 @SETTINGS

@@ -27,8 +27,14 @@ ROWS = {"A": 20_000, "B": 250_000, "C": 20_000}  # B, 32 MB, takes about a secon
 
 def _start_add(store: Path, group: str, npy: Path, tmp_path: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "EMBEDKIT_CACHE": str(tmp_path / "cache"), "NO_COLOR": "1", "COLUMNS": "200"}
-    return subprocess.Popen([sys.executable, "-m", "cli.main", "add", str(store), "-g", group, "--embeddings", str(npy),
-                             *extra], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "add", str(store), "-g", group, "--embeddings", str(npy), *extra],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _finish(proc: subprocess.Popen) -> tuple[int, str]:
@@ -147,8 +153,9 @@ time.sleep(60)
 
 def _hold_lock(store: Path) -> subprocess.Popen:
     """A process holding the store's writer lock, as a writer does for the whole of its write."""
-    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(store)], cwd=REPO, stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(store)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout.readline().strip() == "locked"
     return holder
 

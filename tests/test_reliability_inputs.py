@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from reliability_cases import CASES, READ_ONLY_CASES, Case
 from reliability_summary import changed_files, record_bad_input
 from reliability_world import GOOD_GROUPS, World, build_world
@@ -36,14 +35,19 @@ def bad_input_runner(world, cli_command, monkeypatch):
     import typer.testing
 
     monkeypatch.setattr(typer.testing, "_get_command", lambda _app: cli_command)
-    env = {"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb", "EMBEDKIT_CACHE": world.paths["cache"],
-           "EMBEDKIT_HOME": str(world.root / "ws"), "EMBEDKIT_DATA": world.paths["data_empty"]}
+    env = {
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+        "TERM": "dumb",
+        "EMBEDKIT_CACHE": world.paths["cache"],
+        "EMBEDKIT_HOME": str(world.root / "ws"),
+        "EMBEDKIT_DATA": world.paths["data_empty"],
+    }
     return typer.testing.CliRunner(env=env)
 
 
 # Known bugs, each reported to the module's owner: the case stays here, marked, until the fix lands.
-KNOWN_BUGS: dict[str, str] = {
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def _param(case: Case):
@@ -57,7 +61,8 @@ def assert_one_line_error(result, names: tuple[str, ...]) -> str:
     Lines before it may only be what the command showed while working (a progress bar, the run folder).
     """
     assert result.exception is None or isinstance(result.exception, SystemExit), (
-        f"uncaught {type(result.exception).__name__}: {result.exception}")
+        f"uncaught {type(result.exception).__name__}: {result.exception}"
+    )
     assert result.exit_code != 0, result.output
     assert "Traceback" not in result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
@@ -97,8 +102,10 @@ def test_read_only_folder_fails_in_one_line_and_changes_no_file(case, world, bad
     folder = world.root / "read-only"
     try:
         if not _chmod_stops_writes(folder):
-            pytest.skip("this user writes through chmod 0o500 (root); the cases under a regular file and in /proc "
-                        "cover unwritable paths")
+            pytest.skip(
+                "this user writes through chmod 0o500 (root); the cases under a regular file and in /proc "
+                "cover unwritable paths"
+            )
         test_bad_input_fails_in_one_line_and_changes_no_file(case, world, bad_input_runner, cli_app)
     finally:
         folder.chmod(0o700)
@@ -111,7 +118,8 @@ def test_the_world_is_what_the_cases_assume(world):
 
     store = open_store(world.paths["store"])
     assert {g: (store.info(g).n, store.info(g).dim) for g in store.groups()} == {
-        g: (n, d) for g, (n, d, _) in GOOD_GROUPS.items()}
+        g: (n, d) for g, (n, d, _) in GOOD_GROUPS.items()
+    }
     with pytest.raises(StoreError, match="damaged embeddings"):
         open_store(world.paths["store_corrupt_data"]).read("toy/train")
     good, corrupt = (Path(world.paths[key]).read_bytes() for key in ("ckpt", "ckpt_corrupt"))

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from reliability_summary import record_interruption
 from reliability_world import image_folder
 
@@ -33,14 +32,26 @@ def _digest(path: Path) -> str:
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "EMBEDKIT_CACHE": str(tmp_path / "cache"), "EMBEDKIT_HOME": str(tmp_path / "ws"),
-            "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+    return {
+        **os.environ,
+        "EMBEDKIT_CACHE": str(tmp_path / "cache"),
+        "EMBEDKIT_HOME": str(tmp_path / "ws"),
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+        "TERM": "dumb",
+    }
 
 
 def _start(args: list[str], tmp_path: Path) -> subprocess.Popen:
     with open(tmp_path / "output.txt", "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args], cwd=REPO, env=_env(tmp_path),
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", *args],
+            cwd=REPO,
+            env=_env(tmp_path),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     proc.stdout_path = tmp_path / "output.txt"
     return proc
 
@@ -84,6 +95,7 @@ def _loaded(proc: subprocess.Popen, library: str):
             return library in Path(f"/proc/{proc.pid}/maps").read_text()
         except OSError:
             return False
+
     return check
 
 
@@ -109,8 +121,14 @@ def _rerun(args: list[str], tmp_path: Path, *, in_process: bool = False) -> None
         result = CliRunner(env=_env(tmp_path)).invoke(app, args)
         assert result.exit_code == 0 and result.exception is None, result.output
         return
-    done = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO, env=_env(tmp_path),
-                          capture_output=True, text=True, timeout=WAIT_S)
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=REPO,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -201,8 +219,9 @@ def _write_idx_mnist(root: Path, n: int, rng: np.random.Generator) -> None:
     images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
     header = bytes([0, 0, 8, 3]) + np.array([n, 28, 28], ">u4").tobytes()
     (folder / "t10k-images-idx3-ubyte").write_bytes(header + images.tobytes())
-    (folder / "t10k-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1]) + np.array([n], ">u4").tobytes()
-                                                     + (np.arange(n) % 10).astype(np.uint8).tobytes())
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(
+        bytes([0, 0, 8, 1]) + np.array([n], ">u4").tobytes() + (np.arange(n) % 10).astype(np.uint8).tobytes()
+    )
 
 
 @pytest.mark.slow
@@ -211,8 +230,22 @@ def test_encode_interrupted_keeps_the_store_and_reruns(tmp_path, rng, old_store,
     store, old = old_store
     _write_idx_mnist(tmp_path / "data", 800, rng)  # a few seconds of encoding here
     before = _digest(store)
-    args = ["encode", str(checkpoint), "--dataset", "mnist", "--split", "test", "--data-root", str(tmp_path / "data"),
-            "--out", str(store), "--batch-size", "50", "--device", "cpu"]
+    args = [
+        "encode",
+        str(checkpoint),
+        "--dataset",
+        "mnist",
+        "--split",
+        "test",
+        "--data-root",
+        str(tmp_path / "data"),
+        "--out",
+        str(store),
+        "--batch-size",
+        "50",
+        "--device",
+        "cpu",
+    ]
     proc = _start(args, tmp_path)
     _wait_for(proc, lambda: bool(_temps(store)), "the group writer's temp file")
     time.sleep(0.2)  # a few batches into the encoding
@@ -245,11 +278,25 @@ def test_train_interrupted_leaves_a_checkpoint_that_resumes(tmp_path, rng, sig):
 
     images, run = image_folder(tmp_path / "imgs", rng, n_train=16, n_test=2, size=32), tmp_path / "run"
     steps_per_epoch = 4  # 32 train images, batch 8
-    args = ["train", "--dataset", str(images), "--epochs", "100", "--batch-size", "8", "--run-dir", str(run),
-            "--device", "cpu"]
+    args = [
+        "train",
+        "--dataset",
+        str(images),
+        "--epochs",
+        "100",
+        "--batch-size",
+        "8",
+        "--run-dir",
+        str(run),
+        "--device",
+        "cpu",
+    ]
     proc = _start(args, tmp_path)
-    _wait_for(proc, lambda: (run / "last.pt").exists() and len(_log_steps(run)) >= steps_per_epoch + 2,
-              "an epoch's checkpoint and steps of the next epoch")
+    _wait_for(
+        proc,
+        lambda: (run / "last.pt").exists() and len(_log_steps(run)) >= steps_per_epoch + 2,
+        "an epoch's checkpoint and steps of the next epoch",
+    )
     _interrupt(proc, sig, tmp_path)
     saved = read_checkpoint(run / "last.pt")["step"]
     load_checkpoint(run / "last.pt")  # the encoder loads
@@ -259,8 +306,11 @@ def test_train_interrupted_leaves_a_checkpoint_that_resumes(tmp_path, rng, sig):
     else:  # Ctrl-C waits for the step to end and saves it
         assert saved == logged[-1]
     epochs = saved // steps_per_epoch + 1
-    _rerun(["train", "--resume", "--run-dir", str(run), "--epochs", str(epochs), "--device", "cpu"], tmp_path,
-           in_process=True)
+    _rerun(
+        ["train", "--resume", "--run-dir", str(run), "--epochs", str(epochs), "--device", "cpu"],
+        tmp_path,
+        in_process=True,
+    )
     assert read_checkpoint(run / "last.pt")["step"] == epochs * steps_per_epoch
     assert _log_steps(run) == list(range(1, epochs * steps_per_epoch + 1))  # each step logged once, none lost
     record_interruption()

@@ -76,7 +76,8 @@ def test_changed_code_reruns_every_stage(tmp_path):
     StageRunner(tmp_path / "state", code=code).run(_stages(tmp_path, calls))
     assert calls == ["a", "b"]
     StageRunner(tmp_path / "state", code={**code, "git_dirty": True, "source_digest": "2"}).run(
-        _stages(tmp_path, calls))
+        _stages(tmp_path, calls)
+    )
     assert calls == ["a", "b", "a", "b"]
 
 
@@ -86,8 +87,11 @@ def test_code_version_reads_the_checkout_it_lives_in(tmp_path):
     from embedkit.provenance import _git_state
 
     def git(*args):
-        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            check=True,
+            capture_output=True,
+        )
 
     assert _git_state(tmp_path) == {"git_commit": None, "git_dirty": None}  # not a checkout
     git("init", "-q")

@@ -166,8 +166,12 @@ def test_transaction_writes_every_group_or_none(store_path, rng):
             transaction.new_group("pair/test", 8)
     assert digest(store_path) == before and open_store(store_path).groups() == ["cifar10/train"]
     store = open_store(store_path)
-    ids = store.write_groups([GroupData("pair/train", train, np.arange(30) % 3, None, {"note": "a"}),
-                              GroupData("pair/test", test, None, np.arange(7) + 100, {})])
+    ids = store.write_groups(
+        [
+            GroupData("pair/train", train, np.arange(30) % 3, None, {"note": "a"}),
+            GroupData("pair/test", test, None, np.arange(7) + 100, {}),
+        ]
+    )
     assert store.groups() == ["cifar10/train", "pair/test", "pair/train"]
     assert [store.content_id("pair/train"), store.content_id("pair/test")] == ids
     got = store.read("pair/test")
@@ -212,8 +216,9 @@ WRITER_SCRIPT = textwrap.dedent(
 def test_interrupted_write_leaves_previous_file_intact(store_path, tmp_path, rng, sig):
     before, old = digest(store_path), open_store(store_path).read("cifar10/train")
     marker = tmp_path / "marker"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, str(store_path), str(marker)],
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER_SCRIPT, str(store_path), str(marker)], stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 60
     while not marker.exists():
         assert proc.poll() is None and time.monotonic() < deadline, "writer died before writing"
@@ -332,8 +337,12 @@ def test_damaged_object_headers_are_one_line_naming_file_and_group(two_groups, d
     """h5py raises RuntimeError, KeyError or OSError on damaged metadata: each becomes one StoreError line."""
     expected = open_store(two_groups).read("cifar10/test")
     _overwrite(two_groups, _header_at(two_groups, damaged))
-    for action in (open_store, lambda p: Store(p).read("cifar10/train"), lambda p: Store(p).info("cifar10/train"),
-                   lambda p: Store(p).read_rows("cifar10/train", [0, 5])):
+    for action in (
+        open_store,
+        lambda p: Store(p).read("cifar10/train"),
+        lambda p: Store(p).info("cifar10/train"),
+        lambda p: Store(p).read_rows("cifar10/train", [0, 5]),
+    ):
         with pytest.raises(StoreError, match="cifar10/train.*: damaged") as info:
             action(two_groups)
         assert str(two_groups) in str(info.value) and "\n" not in str(info.value)
@@ -405,8 +414,9 @@ def test_read_rows_reads_only_the_chunks_it_needs(store_path, small_chunks, rng)
     emb = rng.normal(size=(1000, 8)).astype(np.float32)
     open_store(store_path).write_group("big/x", emb)
     _overwrite(store_path, _chunk_at(store_path, "big/x/embeddings", 10) + 16, 4)  # rows 320..351
-    np.testing.assert_array_equal(open_store(store_path).read_rows("big/x", [999, 3, 352, 319]).embeddings,
-                                  emb[[999, 3, 352, 319]])
+    np.testing.assert_array_equal(
+        open_store(store_path).read_rows("big/x", [999, 3, 352, 319]).embeddings, emb[[999, 3, 352, 319]]
+    )
     with pytest.raises(StoreError, match=f"{store_path}: group 'big/x': damaged embeddings near row 320"):
         open_store(store_path).read_rows("big/x", [5, 330])
 
@@ -476,8 +486,13 @@ def test_add_npy_streams_and_checks_shapes(tmp_path, rng):
     np.save(tmp_path / "short.npy", np.arange(10))
     path = tmp_path / "s.h5"
     calls = []
-    info = add_npy(path, "ext/all", tmp_path / "x.npy", tmp_path / "y.npy",
-                   on_progress=lambda done, total: calls.append((done, total)))
+    info = add_npy(
+        path,
+        "ext/all",
+        tmp_path / "x.npy",
+        tmp_path / "y.npy",
+        on_progress=lambda done, total: calls.append((done, total)),
+    )
     assert (info.n, info.dim) == (70_000, 2) and calls[-1] == (70_000, 70_000) and len(calls) == 2
     np.testing.assert_array_equal(open_store(path).read("ext/all").embeddings, emb)
     with pytest.raises(StoreError, match="labels must have shape \\(70000,\\)"):

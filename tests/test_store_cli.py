@@ -29,12 +29,26 @@ def files(tmp_path, rng) -> Path:
 @pytest.fixture
 def store(files, runner, cli_app) -> Path:
     path = files / "s.h5"
-    args = ["add", str(path), "--group", "toy/train", "--embeddings", str(files / "x.npy"),
-            "--labels", str(files / "y.npy"), "--ids", str(files / "ids.npy"), "--class-names", "a,b,c"]
+    args = [
+        "add",
+        str(path),
+        "--group",
+        "toy/train",
+        "--embeddings",
+        str(files / "x.npy"),
+        "--labels",
+        str(files / "y.npy"),
+        "--ids",
+        str(files / "ids.npy"),
+        "--class-names",
+        "a,b,c",
+    ]
     result = runner.invoke(cli_app, args)
     assert result.exit_code == 0, result.output
     assert "added group toy/train (60 x 6)" in result.stdout
-    assert runner.invoke(cli_app, ["add", str(path), "-g", "toy/q", "--embeddings", str(files / "q.npy")]).exit_code == 0
+    assert (
+        runner.invoke(cli_app, ["add", str(path), "-g", "toy/q", "--embeddings", str(files / "q.npy")]).exit_code == 0
+    )
     return path
 
 
@@ -78,20 +92,26 @@ def test_neighbors_json_matches_knn(store, runner, cli_app):
 
 
 def test_neighbors_farthest_ids_and_query_group(store, runner, cli_app):
-    payload = run_json(runner, cli_app, ["neighbors", str(store), "-g", "toy/train", "-k", "2", "--farthest",
-                                         "--ids", "1005,1000"])
+    payload = run_json(
+        runner, cli_app, ["neighbors", str(store), "-g", "toy/train", "-k", "2", "--farthest", "--ids", "1005,1000"]
+    )
     assert payload["farthest"] is True and [r["query_id"] for r in payload["results"]] == [1005, 1000]
     data = open_store(store).read("toy/train")
     dist, _ = knn(data.embeddings, data.embeddings, 2, farthest=True, exclude_self=True)
     np.testing.assert_allclose([r["distances"] for r in payload["results"]], dist[[5, 0]], atol=1e-5)
-    other = run_json(runner, cli_app, ["neighbors", str(store), "-g", "toy/train", "-k", "60",
-                                       "--query-group", "toy/q", "--metric", "cosine"])
+    other = run_json(
+        runner,
+        cli_app,
+        ["neighbors", str(store), "-g", "toy/train", "-k", "60", "--query-group", "toy/q", "--metric", "cosine"],
+    )
     assert len(other["results"]) == 4 and len(other["results"][0]["ids"]) == 60
 
 
 def test_neighbors_table_and_out_files(store, runner, cli_app, tmp_path):
-    result = runner.invoke(cli_app, ["neighbors", str(store), "-g", "toy/train", "-k", "2", "--limit", "3",
-                                     "--out", str(tmp_path / "all.h5")])
+    result = runner.invoke(
+        cli_app,
+        ["neighbors", str(store), "-g", "toy/train", "-k", "2", "--limit", "3", "--out", str(tmp_path / "all.h5")],
+    )
     assert result.exit_code == 0, result.output
     assert "showing 3 of 60 queries" in result.stdout and "1000" in result.stdout
     with h5py.File(tmp_path / "all.h5", "r") as f:
@@ -103,8 +123,9 @@ def test_neighbors_table_and_out_files(store, runner, cli_app, tmp_path):
 
 
 def test_pairs_command(store, runner, cli_app, tmp_path):
-    payload = run_json(runner, cli_app, ["pairs", str(store), "-g", "toy/train", "-k", "3",
-                                         "--out", str(tmp_path / "pairs.h5")])
+    payload = run_json(
+        runner, cli_app, ["pairs", str(store), "-g", "toy/train", "-k", "3", "--out", str(tmp_path / "pairs.h5")]
+    )
     assert payload["out"] == str(tmp_path / "pairs.h5")
     with h5py.File(tmp_path / "pairs.h5", "r") as f:
         assert f["neighbor_ids"].shape == (60, 3) and int(f.attrs["k"]) == 3
@@ -135,8 +156,10 @@ def test_add_overwrite_rebuilds_the_index(store, files, runner, cli_app):
         (["pairs", "{store}", "-g", "toy/train", "--out", "{tmp}/no/such/dir/p.h5"], "does not exist"),
         (["pairs", "{store}", "-g", "toy/train", "--out", "{store}"], "is also an input"),
         (["add", "{store}", "-g", "toy/n", "--embeddings", "{tmp}/nan.npy"], "row 0 contains NaN or inf"),
-        (["add", "{store}", "-g", "toy/n", "--embeddings", "{tmp}/x.npy", "--labels", "{tmp}/short.npy"],
-         "labels must have shape \\(60,\\)"),
+        (
+            ["add", "{store}", "-g", "toy/n", "--embeddings", "{tmp}/x.npy", "--labels", "{tmp}/short.npy"],
+            "labels must have shape \\(60,\\)",
+        ),
         (["add", "{store}", "-g", "toy/train", "--embeddings", "{tmp}/x.npy"], "already exists"),
         (["add", "{store}", "-g", "toy/n", "--embeddings", "{tmp}/absent.npy"], "No such file"),
     ],
@@ -146,7 +169,10 @@ def test_bad_input_is_one_line_and_changes_nothing(store, files, runner, cli_app
     import re
 
     digest = lambda path: hashlib.sha256(path.read_bytes()).hexdigest()  # noqa: E731
-    assert runner.invoke(cli_app, ["add", str(store), "-g", "toy/d5", "--embeddings", str(files / "d5.npy")]).exit_code == 0
+    assert (
+        runner.invoke(cli_app, ["add", str(store), "-g", "toy/d5", "--embeddings", str(files / "d5.npy")]).exit_code
+        == 0
+    )
     before = digest(store)
     result = runner.invoke(cli_app, [a.format(tmp=files, store=store) for a in args])
     assert result.exit_code == 1, result.output

@@ -71,9 +71,19 @@ def test_smoke_study_runs_every_stage_and_writes_the_report(smoke_study):
         assert metrics["effective_rank"] > 0, name
     for name in ("vicreg", "no-variance", "neighbour-positives"):
         assert 0.0 <= results["models"][name]["roc_auc_mnist"] <= 1.0
-    expected_stages = {"train-vicreg", "encode-vicreg", "pairs", "train-no-variance", "encode-no-variance",
-                       "train-neighbour-positives", "encode-neighbour-positives", "fit-latent", "fit-laplacian",
-                       *(f"evaluate-{m}" for m in MODELS), "figures"}
+    expected_stages = {
+        "train-vicreg",
+        "encode-vicreg",
+        "pairs",
+        "train-no-variance",
+        "encode-no-variance",
+        "train-neighbour-positives",
+        "encode-neighbour-positives",
+        "fit-latent",
+        "fit-laplacian",
+        *(f"evaluate-{m}" for m in MODELS),
+        "figures",
+    }
     assert expected_stages <= set(results["stages"])
     # The colour-coded classes are linearly separable even in raw pixels: the baseline must find that.
     assert results["models"]["laplacian"]["linear_probe"] > 0.5
@@ -110,9 +120,19 @@ def test_page_loads_every_image_in_a_headless_browser(smoke_study):
     study, _, _ = smoke_study
     page = study / "report" / "index.html"
     dom = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--virtual-time-budget=5000", "--dump-dom", page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     ).stdout
     images = re.search(r'data-images="(\d+)"', dom)
     loaded = re.search(r'data-loaded="(\d+)"', dom)
@@ -125,12 +145,13 @@ def test_page_loads_every_image_in_a_headless_browser(smoke_study):
 def test_smoke_study_on_real_data_uses_a_few_hundred_images_per_split(real_data_root, tmp_path):
     from typer.testing import CliRunner
 
-    from embedkit_cli.main import app
     from embedkit.store.store import open_store
     from embedkit.study.plan import MODELS, PLANS
+    from embedkit_cli.main import app
 
     result = CliRunner(env={"COLUMNS": "120", "NO_COLOR": "1"}).invoke(
-        app, ["study", "--smoke", "--workspace", str(tmp_path), "--data-root", str(real_data_root), "--json"])
+        app, ["study", "--smoke", "--workspace", str(tmp_path), "--data-root", str(real_data_root), "--json"]
+    )
     assert result.exit_code == 0, result.output
     study = tmp_path / "study"
     results = json.loads((study / "report" / "results.json").read_text())

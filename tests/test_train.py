@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from embedkit.training.views import ViewConfig
 from embedkit.errors import ConfigError
+from embedkit.training.loop import TrainConfig, make_config, read_log, resume_config, train
 from embedkit.training.models import read_checkpoint
 from embedkit.training.optim import learning_rate
-from embedkit.training.loop import TrainConfig, make_config, read_log, resume_config, train
+from embedkit.training.views import ViewConfig
 
 # 8x8 views keep the small encoder cheap; everything else is the real cpu recipe.
 TINY = dict(epochs=1, batch_size=8, test_images=0, views=ViewConfig(size=8))
@@ -100,7 +100,12 @@ def test_log_has_a_line_per_step_and_test_terms_per_epoch(tmp_path, images):
     records = read_log(tmp_path / "run")
     assert records == seen
     assert [(r["split"], r["step"]) for r in records] == [
-        ("train", 1), ("train", 2), ("test", 2), ("train", 3), ("train", 4), ("test", 4)
+        ("train", 1),
+        ("train", 2),
+        ("test", 2),
+        ("train", 3),
+        ("train", 4),
+        ("test", 4),
     ]
     assert all({"total", "inv", "var", "cov"} <= set(r) for r in records)
     assert result.test_terms == records[-1] and result.epochs == 2
@@ -162,8 +167,20 @@ def test_without_the_variance_term_the_embedding_spread_collapses(tmp_path):
     plain = ViewConfig(size=8, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0, jitter_p=0, gray_p=0, blur_p=0)
     penalties = {}
     for mu in (25.0, 0.0):
-        config = make_config("cpu", **{**TINY, "epochs": 12, "batch_size": 32, "schedule": "constant",
-                                       "warmup_epochs": 0, "lr": 1e-3, "seed": 1, "mu": mu, "views": plain})
+        config = make_config(
+            "cpu",
+            **{
+                **TINY,
+                "epochs": 12,
+                "batch_size": 32,
+                "schedule": "constant",
+                "warmup_epochs": 0,
+                "lr": 1e-3,
+                "seed": 1,
+                "mu": mu,
+                "views": plain,
+            },
+        )
         train(config, tmp_path / f"mu{mu}", images)
         log = [record for record in read_log(tmp_path / f"mu{mu}") if record["split"] == "train"]
         assert len(log) == 12 and all(record["inv"] == pytest.approx(0.0, abs=1e-6) for record in log)
@@ -236,8 +253,7 @@ def test_pairs_over_a_sample_of_the_split_train_on_that_sample(tmp_path, images)
     brute = np.linalg.norm(emb[:, None] - emb[None], axis=2) + np.diag(np.full(len(rows), np.inf))
     nearest_two = {r: set(rows[np.argsort(d)[:2]]) for r, d in zip(rows, brute)}
     assert all(p in nearest_two[a] for a, p in zip(anchors.tolist(), positives.tolist()))
-    subset = make_pair_source(make_config("cpu", **{**TINY, "subset": 3}, positives=pairs), images,
-                              torch.device("cpu"))
+    subset = make_pair_source(make_config("cpu", **{**TINY, "subset": 3}, positives=pairs), images, torch.device("cpu"))
     assert len(subset) == 3 and set(subset.anchors.tolist()) <= set(rows.tolist())
 
 
@@ -245,8 +261,11 @@ def test_bad_pairs_files_are_one_line_config_errors(tmp_path, images):
     pairs = _tiny_pairs(tmp_path, len(images) + 1)
     with pytest.raises(ConfigError, match="pairs file not found"):
         make_config("cpu", **TINY, positives=tmp_path / "nope.h5")
-    with pytest.raises(ConfigError, match=r"pairs\.h5: pairs for 33 images up to row 32, but the training split "
-                                          r"has 32"):
+    with pytest.raises(
+        ConfigError,
+        match=r"pairs\.h5: pairs for 33 images up to row 32, but the training split "
+        r"has 32",
+    ):
         train(make_config("cpu", **TINY, positives=pairs), tmp_path / "run", images)
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
     with pytest.raises(ConfigError, match=r"junk\.h5: cannot read the pairs file"):
@@ -264,8 +283,14 @@ def test_a_run_folder_keeps_each_start_with_its_command_line_and_code(tmp_path, 
     images = rng.integers(0, 256, size=(16, 8, 8, 3), dtype=np.uint8)
     config = make_config("cpu", epochs=1, batch_size=8, test_images=0, encoder="small")
     train(config, tmp_path / "run", images, device="cpu", command=["embedkit", "train", "--epochs", "1"])
-    train(make_config("cpu", epochs=2, batch_size=8, test_images=0, encoder="small"), tmp_path / "run", images,
-          resume=True, device="cpu", command=["embedkit", "train", "--resume"])
+    train(
+        make_config("cpu", epochs=2, batch_size=8, test_images=0, encoder="small"),
+        tmp_path / "run",
+        images,
+        resume=True,
+        device="cpu",
+        command=["embedkit", "train", "--resume"],
+    )
     starts = [json.loads(line) for line in (tmp_path / "run" / RUNS_NAME).read_text().splitlines()]
     assert [s["command"] for s in starts] == [["embedkit", "train", "--epochs", "1"], ["embedkit", "train", "--resume"]]
     assert [s["resume"] for s in starts] == [False, True] and starts[1]["from_step"] == 2

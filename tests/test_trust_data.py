@@ -151,9 +151,9 @@ def _small_checkpoint(path: Path) -> Path:
 
 
 def test_retrieve_finds_the_encoded_images_from_any_folder_and_notices_changes(tmp_path, rng, monkeypatch):
-    from embedkit.training.encode import encode_to_store
     from embedkit.eval.retrieval import load_group_images
     from embedkit.store.store import open_store
+    from embedkit.training.encode import encode_to_store
 
     torch.set_num_threads(1)
     here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
@@ -178,11 +178,14 @@ def test_a_killed_cache_writer_leaves_no_temp_file_for_long(tmp_path, rng):
     _save(tmp_path / "pets" / "a" / "0.png", rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
     cache = tmp_path / "cache"
     cache.mkdir()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                          check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     dead_pid = int(dead.stdout)
-    leftovers = [cache / f".pets-all-00000000-000000000000.npy.tmp-{dead_pid}-0badc0de",  # an older state's entry
-                 cache / f".pets-all-00000000-111111111111.labels.npz.tmp-{dead_pid}-0badc0de"]
+    leftovers = [
+        cache / f".pets-all-00000000-000000000000.npy.tmp-{dead_pid}-0badc0de",  # an older state's entry
+        cache / f".pets-all-00000000-111111111111.labels.npz.tmp-{dead_pid}-0badc0de",
+    ]
     alive = cache / f".pets-all-00000000-222222222222.npy.tmp-{os.getpid()}-0badc0de"  # a writer still at work
     for path in (*leftovers, alive):
         path.write_bytes(b"half-written")
@@ -203,8 +206,14 @@ def test_a_killed_cache_writer_leaves_no_temp_file_for_long(tmp_path, rng):
 
 def _run(code: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "EMBEDKIT_CACHE": os.environ["EMBEDKIT_CACHE"]}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
-                          timeout=timeout_s, check=False)  # a hang fails the test instead of the suite
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout_s,
+        check=False,
+    )  # a hang fails the test instead of the suite
 
 
 @pytest.mark.slow
@@ -213,7 +222,8 @@ def test_crafted_tar_headers_end_in_one_line_on_data_and_encode_paths(tmp_path, 
     for name, raw in crafted_tars(pixels).items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "cifar10.tar.gz").write_bytes(gzip.compress(raw))
-    result = _run(f"""
+    result = _run(
+        f"""
         from pathlib import Path
         from embedkit.data.sources import available_datasets, load_images
         from embedkit.errors import DataError
@@ -225,7 +235,9 @@ def test_crafted_tar_headers_end_in_one_line_on_data_and_encode_paths(tmp_path, 
                 load_images("cifar10", "train", root)
             except DataError as exc:
                 print(name, "load:", exc)
-        """, timeout_s=60)
+        """,
+        timeout_s=60,
+    )
     assert result.returncode == 0, result.stderr
     for name in crafted_tars(pixels):
         for step in ("data", "load"):
@@ -250,7 +262,8 @@ def test_bombs_and_endless_files_fail_fast_in_bounded_memory(tmp_path, rng):
     idx = b"\0\0\x08\x03" + (1).to_bytes(4, "big") * 3 + bytes(400 << 20)
     (tmp_path / "mnist-test" / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx, 9))
     (tmp_path / "mnist-test" / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\0\0\x08\x01" + bytes(5)))
-    result = _run(f"""
+    result = _run(
+        f"""
         import resource
         from embedkit.data.sources import load_images
         from embedkit.errors import DataError
@@ -266,7 +279,9 @@ def test_bombs_and_endless_files_fail_fast_in_bounded_memory(tmp_path, rng):
         except DataError as exc:
             print("refused:", exc)
         print("peak_mb", (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
-        """, timeout_s=90)
+        """,
+        timeout_s=90,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert [line.split(":", 1)[0] for line in lines[:-1]] == ["refused"] * 6, result.stdout
@@ -278,6 +293,7 @@ def test_bombs_and_endless_files_fail_fast_in_bounded_memory(tmp_path, rng):
 
 def test_an_archive_replaced_between_the_two_passes_is_named(tmp_path, rng, monkeypatch):
     from embedkit.data import archives
+
     pixels = png_bytes(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
     path = tmp_path / "pets.tar.gz"
     path.write_bytes(gzip.compress(tar_bytes([("train/a/0.png", pixels), ("train/a/1.png", pixels)])))

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from reliability_world import image_folder
 
 from embedkit.errors import ConfigError, TrainingError
-from reliability_world import image_folder
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = dict(epochs=2, batch_size=8, test_images=0, dim=16)
@@ -46,8 +46,10 @@ def _one_error_line(output: str) -> str:
 def test_a_diverging_run_fails_in_one_line_and_writes_no_nan_checkpoint(tmp_path, runner, cli_app):
     imgs = image_folder(tmp_path / "imgs", np.random.default_rng(0))
     run = tmp_path / "run"
-    result = runner.invoke(cli_app, ["train", "--dataset", str(imgs), "--epochs", "1", "--lr", "1e12",
-                                     "--device", "cpu", "--run-dir", str(run)])
+    result = runner.invoke(
+        cli_app,
+        ["train", "--dataset", str(imgs), "--epochs", "1", "--lr", "1e12", "--device", "cpu", "--run-dir", str(run)],
+    )
     assert result.exit_code == 1
     line = _one_error_line(result.output)
     assert "diverged at epoch 1 of 1" in line and "no checkpoint was written" in line
@@ -58,13 +60,14 @@ def test_a_diverging_run_fails_in_one_line_and_writes_no_nan_checkpoint(tmp_path
 def test_divergence_keeps_the_last_good_checkpoint_which_is_the_shorter_runs(tmp_path, monkeypatch):
     """A loss that turns NaN in epoch 2 stops the run there; last.pt stays the epoch-1 one, bit for bit."""
     import embedkit.training.loop as train_module
-    from embedkit.training.models import read_checkpoint
     from embedkit.training.loop import make_config, train
+    from embedkit.training.models import read_checkpoint
 
     images = np.random.default_rng(1).integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
     config = make_config("cpu", **TINY, views=_views())
-    reference = train(make_config("cpu", **{**TINY, "epochs": 1}, views=_views()), tmp_path / "ref", images,
-                      device="cpu")
+    reference = train(
+        make_config("cpu", **{**TINY, "epochs": 1}, views=_views()), tmp_path / "ref", images, device="cpu"
+    )
     real_step = train_module._train_step
 
     def nan_from_step_3(session, source, rows, lr, cfg):
@@ -72,8 +75,11 @@ def test_divergence_keeps_the_last_good_checkpoint_which_is_the_shorter_runs(tmp
         return {**terms, "total": math.nan} if session.step >= 2 else terms
 
     monkeypatch.setattr(train_module, "_train_step", nan_from_step_3)
-    with pytest.raises(TrainingError, match=r"diverged at epoch 2 of 2, step 3: the loss is nan \(total\).*"
-                                            r"last good checkpoint .*last\.pt is kept"):
+    with pytest.raises(
+        TrainingError,
+        match=r"diverged at epoch 2 of 2, step 3: the loss is nan \(total\).*"
+        r"last good checkpoint .*last\.pt is kept",
+    ):
         train(config, tmp_path / "run", images, device="cpu")
     kept, expected = read_checkpoint(tmp_path / "run" / "last.pt"), read_checkpoint(reference.checkpoint)
     assert kept["step"] == expected["step"] == 2 and _finite_weights(kept)
@@ -81,8 +87,17 @@ def test_divergence_keeps_the_last_good_checkpoint_which_is_the_shorter_runs(tmp
         assert torch.equal(kept["encoder_state"][name], tensor), name
 
 
-@pytest.mark.parametrize("name, value", [("lr", math.inf), ("lam", math.inf), ("mu", math.nan), ("nu", -math.inf),
-                                         ("weight_decay", math.nan), ("warmup_epochs", math.inf)])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("lr", math.inf),
+        ("lam", math.inf),
+        ("mu", math.nan),
+        ("nu", -math.inf),
+        ("weight_decay", math.nan),
+        ("warmup_epochs", math.inf),
+    ],
+)
 def test_non_finite_numbers_are_refused_before_training(name, value):
     from embedkit.baselines.latent import LatentConfig, check_latent_config
     from embedkit.training.loop import make_config
@@ -110,15 +125,22 @@ def test_a_one_image_test_split_trains_with_a_warning(tmp_path, runner, cli_app)
 
     imgs = image_folder(tmp_path / "imgs", np.random.default_rng(0), n_train=4, n_test=1)
     (imgs / "test" / "bee" / "0.png").unlink()
-    result = runner.invoke(cli_app, ["train", "--dataset", str(imgs), "--epochs", "1", "--device", "cpu",
-                                     "--run-dir", str(tmp_path / "run")])
+    result = runner.invoke(
+        cli_app,
+        ["train", "--dataset", str(imgs), "--epochs", "1", "--device", "cpu", "--run-dir", str(tmp_path / "run")],
+    )
     assert result.exit_code == 0, result.output
     assert "warning: no test losses will be logged (the test split of" in result.output
     assert (tmp_path / "run" / "last.pt").is_file()
     images = np.zeros((4, 8, 8, 3), np.uint8)
     with pytest.raises(ConfigError, match="1 test image"):  # the library refuses it before training starts
-        train(make_config("cpu", **{**TINY, "test_images": 16}, views=_views()), tmp_path / "lib", images, images[:1],
-              device="cpu")
+        train(
+            make_config("cpu", **{**TINY, "test_images": 16}, views=_views()),
+            tmp_path / "lib",
+            images,
+            images[:1],
+            device="cpu",
+        )
     assert not (tmp_path / "lib").exists()
 
 
@@ -130,9 +152,24 @@ def test_tsne_of_identical_rows_ends_in_one_line_not_a_segfault(tmp_path, comman
     store = open_store(tmp_path / "collapsed.h5", create=True)  # what a collapsed encoder writes
     store.write_group("c/test", np.ones((30, 8), np.float32), np.arange(30) % 3)
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200", "NO_COLOR": "1", "MPLBACKEND": "Agg"}
-    done = subprocess.run([sys.executable, "-m", "cli.main", command[0], *command[1:], str(store.path), "-g",
-                           "c/test", "--out", str(tmp_path / "figs")], capture_output=True, text=True, env=env,
-                          timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            command[0],
+            *command[1:],
+            str(store.path),
+            "-g",
+            "c/test",
+            "--out",
+            str(tmp_path / "figs"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 1, (done.returncode, done.stderr[-2000:])  # -11 was the segfault
     line = _one_error_line(done.stdout + done.stderr)
     assert "all 30 rows are identical" in line
@@ -145,8 +182,21 @@ def test_markup_in_group_and_class_names_is_printed_verbatim(tmp_path, runner, c
     np.save(tmp_path / "x.npy", rng.normal(size=(6, 3)).astype(np.float32))
     np.save(tmp_path / "labels.npy", np.arange(6) % 2)
     store = tmp_path / "s[bold].h5"
-    added = runner.invoke(cli_app, ["add", str(store), "-g", "m[/]x/train", "--embeddings", str(tmp_path / "x.npy"),
-                                    "--labels", str(tmp_path / "labels.npy"), "--class-names", "[/],[red]b"])
+    added = runner.invoke(
+        cli_app,
+        [
+            "add",
+            str(store),
+            "-g",
+            "m[/]x/train",
+            "--embeddings",
+            str(tmp_path / "x.npy"),
+            "--labels",
+            str(tmp_path / "labels.npy"),
+            "--class-names",
+            "[/],[red]b",
+        ],
+    )
     assert added.exit_code == 0, added.output
     assert f"added group m[/]x/train (6 x 3) to {store}" in added.output
     found = runner.invoke(cli_app, ["neighbors", str(store), "-g", "m[/]x/train", "-k", "1"])

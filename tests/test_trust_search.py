@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embedkit.errors import StoreError
-from embedkit.search.index import make_pairs, neighbors
 from embedkit.search.arrays import knn
+from embedkit.search.index import make_pairs, neighbors
 from embedkit.store.store import open_store
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -27,8 +27,9 @@ def brute(reference: np.ndarray, queries: np.ndarray, metric: str) -> np.ndarray
     """(Q, N) float64 L2 or cosine distances of float32 data, computed directly (a zero vector: cosine 0)."""
     r, q = reference.astype(np.float64), queries.astype(np.float64)
     if metric == "l2":  # in blocks of queries: bounds the (q, N, D) differences
-        return np.concatenate([np.sqrt(((q[i : i + 64, None, :] - r[None, :, :]) ** 2).sum(axis=2))
-                               for i in range(0, len(q), 64)])
+        return np.concatenate(
+            [np.sqrt(((q[i : i + 64, None, :] - r[None, :, :]) ** 2).sum(axis=2)) for i in range(0, len(q), 64)]
+        )
     nr, nq = np.linalg.norm(r, axis=1), np.linalg.norm(q, axis=1)
     unit_r, unit_q = r / np.where(nr > 0, nr, 1)[:, None], q / np.where(nq > 0, nq, 1)[:, None]
     d = 0.5 * ((unit_q[:, None, :] - unit_r[None, :, :]) ** 2).sum(axis=2)
@@ -55,10 +56,11 @@ def assert_exact(reference, queries, rows, distances, k, metric, *, farthest=Fal
         for j in range(k):
             if (np.abs(d - want_d[j]) <= tol).sum() == 1:  # told apart from every other row
                 assert got[j] == want_rows[j], f"query {i} rank {j}: row {got[j]}, want {want_rows[j]}"
-        for j, row in enumerate(got):  # among identical rows the lowest comes first, and is never skipped
+        for row in got:  # among identical rows the lowest comes first, and is never skipped
             twins = valid[(reference[valid] == reference[row]).all(axis=1)]
-            assert np.array_equal(got[np.isin(got, twins)], np.sort(twins)[: np.isin(got, twins).sum()]), \
+            assert np.array_equal(got[np.isin(got, twins)], np.sort(twins)[: np.isin(got, twins).sum()]), (
                 f"query {i}: identical rows out of row order: {got}"
+            )
 
 
 @st.composite
@@ -119,8 +121,10 @@ def test_store_neighbors_and_pairs_match_float64_brute_force(x, data, metric, fa
                 np.testing.assert_array_equal(pairs["distances"][()], whole.distances)
 
 
-@pytest.mark.parametrize("offset, spread, n, dim", [(1000.0, 0.01, 300, 32), (10.0, 0.01, 300, 32),
-                                                    pytest.param(20.0, 1.0, 2000, 128, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "offset, spread, n, dim",
+    [(1000.0, 0.01, 300, 32), (10.0, 0.01, 300, 32), pytest.param(20.0, 1.0, 2000, 128, marks=pytest.mark.slow)],
+)
 def test_self_join_exact_far_from_the_origin(rng, offset, spread, n, dim):
     """The issue's cases: 300 of 300 rows 1000 + 0.01 N(0, 1) got wrong neighbours; ReLU-like mean 20, D = 128."""
     x = (offset + spread * rng.normal(size=(n, dim))).astype(np.float32)
@@ -202,8 +206,18 @@ def test_anomaly_store_and_cli_say_leave_one_out(tmp_path, rng, runner):
     store = open_store(path, create=True)
     store.write_group("toy/train", rng.normal(size=(60, 4)).astype(np.float32), np.arange(60) % 3)
     store.write_group("toy/ood", rng.normal(size=(20, 4)).astype(np.float32) + 3, np.arange(20) % 3)
-    args = ["anomaly", str(path), "--reference", "toy/train", "--normal", "toy/train", "--ood", "toy/ood",
-            "--out", str(tmp_path / "out")]
+    args = [
+        "anomaly",
+        str(path),
+        "--reference",
+        "toy/train",
+        "--normal",
+        "toy/train",
+        "--ood",
+        "toy/ood",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     result = runner.invoke(app, args + ["--json"])
     assert result.exit_code == 0, result.output
     assert re.search(r'"leave_one_out": \[\s*"normal"\s*\]', result.output), result.output
@@ -216,8 +230,9 @@ def test_probe_knn_with_train_as_test_is_near_chance_on_random_labels(tmp_path, 
     from embedkit.eval.probe import probe_store
 
     path = tmp_path / "s.h5"
-    open_store(path, create=True).write_group("g/x", rng.normal(size=(400, 8)).astype(np.float32),
-                                              rng.integers(0, 4, 400))
+    open_store(path, create=True).write_group(
+        "g/x", rng.normal(size=(400, 8)).astype(np.float32), rng.integers(0, 4, 400)
+    )
     result = probe_store(path, "g/x", "g/x", knn_k=5)
     assert result.knn_leave_one_out and result.to_dict()["knn_leave_one_out"]
     assert result.knn_accuracy < 0.4

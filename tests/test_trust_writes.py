@@ -33,8 +33,15 @@ def _store(path: Path, rng: np.random.Generator, rows: int = 30, dim: int = 4) -
 
 def _embedkit(*args: str, preexec_fn=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=120, preexec_fn=preexec_fn, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        preexec_fn=preexec_fn,
+        check=False,
+    )
 
 
 # ---------------------------------------------------------------- modes and links
@@ -78,8 +85,9 @@ def test_a_results_file_written_through_a_symlink_updates_the_target(tmp_path, r
     store = _store(tmp_path / "s.h5", rng)
     (tmp_path / "real.json").write_text("{}\n")
     (tmp_path / "link.json").symlink_to("real.json")
-    result = runner.invoke(cli_app, ["neighbors", str(store), "-g", "toy/train", "-k", "2", "--out",
-                                     str(tmp_path / "link.json")])
+    result = runner.invoke(
+        cli_app, ["neighbors", str(store), "-g", "toy/train", "-k", "2", "--out", str(tmp_path / "link.json")]
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "link.json").is_symlink() and '"results"' in (tmp_path / "real.json").read_text()
 
@@ -150,8 +158,12 @@ def test_a_group_is_never_written_over_another_tools_dataset(tmp_path, rng):
 @contextlib.contextmanager
 def _small_tmpfs(folder: Path, size: str = "2m"):
     folder.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                      capture_output=True, check=False).returncode != 0:
+    if (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, check=False
+        ).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a small tmpfs here (needs root); the file size limit variant covers disk full")
     try:
         yield folder
@@ -161,9 +173,11 @@ def _small_tmpfs(folder: Path, size: str = "2m"):
 
 def _file_size_limit(limit_bytes: int):
     """For preexec_fn: writes past `limit_bytes` fail with EFBIG (SIGXFSZ ignored) instead of killing the process."""
+
     def apply() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
     return apply
 
 
@@ -193,8 +207,11 @@ def test_results_on_a_full_tmpfs_are_one_line_and_leave_nothing(tmp_path, rng, o
     store = _store(tmp_path / "s.h5", rng, rows=3000, dim=4)
     with _small_tmpfs(tmp_path / "small", size="64k") as small:
         out = small / out_name
-        command = ["pairs", store, "-g", "toy/train", "-k", "20", "--out", out] if out_name == "pairs.h5" else [
-            "neighbors", store, "-g", "toy/train", "-k", "20", "--out", out]
+        command = (
+            ["pairs", store, "-g", "toy/train", "-k", "20", "--out", out]
+            if out_name == "pairs.h5"
+            else ["neighbors", store, "-g", "toy/train", "-k", "20", "--out", out]
+        )
         _assert_no_space(_embedkit(*command), out)
         assert list(small.iterdir()) == []
 
@@ -206,8 +223,9 @@ def test_add_over_the_file_size_limit_is_one_line_and_keeps_the_old_store(tmp_pa
     before = store.read_bytes()
     np.save(tmp_path / "big.npy", rng.normal(size=(3000, 100)).astype(np.float32))
     limit = len(before) // 2 if room.startswith("while copying") else len(before) + 200_000
-    result = _embedkit("add", store, "-g", "m/big", "--embeddings", tmp_path / "big.npy",
-                       preexec_fn=_file_size_limit(limit))
+    result = _embedkit(
+        "add", store, "-g", "m/big", "--embeddings", tmp_path / "big.npy", preexec_fn=_file_size_limit(limit)
+    )
     _assert_no_space(result, store)
     assert store.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.npy", "s.h5", "s.h5.lock"]
@@ -228,8 +246,9 @@ def test_declared_shapes_are_bounded_by_the_file_size_allowing_for_compression(t
         stores[name] = _store(tmp_path / f"{name}.h5", rng)
         with h5py.File(stores[name], "r+") as h5:
             g = h5.create_group("zip/train")
-            g.create_dataset("embeddings", (rows, 64), np.float32, chunks=(20000, 64), compression="gzip",
-                             compression_opts=9)
+            g.create_dataset(
+                "embeddings", (rows, 64), np.float32, chunks=(20000, 64), compression="gzip", compression_opts=9
+            )
             g["embeddings"][: len(emb)] = emb
             for column in ("labels", "ids"):
                 g.create_dataset(column, (rows,), np.int64, chunks=(20000,), compression="gzip")

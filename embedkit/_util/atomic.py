@@ -15,8 +15,8 @@ import os
 import stat
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from embedkit.errors import ConfigError, DiskFullError, StoreError
 
@@ -121,8 +121,10 @@ def folder_full(folder: Path) -> bool:
 
 def no_space_error(path: Path | str) -> DiskFullError:
     """The one line for a write to `path` that ran out of space (the temp file is removed by the caller)."""
-    return DiskFullError(f"{path}: no space left on the device (or over the file size limit); the file is unchanged "
-                         "and nothing half-written was kept")
+    return DiskFullError(
+        f"{path}: no space left on the device (or over the file size limit); the file is unchanged "
+        "and nothing half-written was kept"
+    )
 
 
 # ---------------------------------------------------------------- inputs and outputs
@@ -161,8 +163,9 @@ def check_output(path: Path | str, kind: str, inputs: Iterable[Path | str] = ())
         return
     check_regular_file(path, "output")
     if os.stat(path).st_size and not _is_kind(Path(path), kind):
-        raise ConfigError(f"{path}: exists and is not a {kind} file; not overwriting it (choose another output "
-                          "file or remove it)")
+        raise ConfigError(
+            f"{path}: exists and is not a {kind} file; not overwriting it (choose another output file or remove it)"
+        )
 
 
 def _is_kind(path: Path, kind: str) -> bool:
@@ -187,8 +190,10 @@ def _is_results_h5(path: Path) -> bool:
         if not h5py.is_hdf5(path):
             return False
         with h5py.File(path, "r", locking=False) as h5:
-            return all(isinstance(h5.get(name, getlink=True), h5py.HardLink) and
-                       isinstance(h5[name], h5py.Dataset) for name in h5)
+            return all(
+                isinstance(h5.get(name, getlink=True), h5py.HardLink) and isinstance(h5[name], h5py.Dataset)
+                for name in h5
+            )
     except (OSError, RuntimeError, KeyError, ValueError):
         return False
 

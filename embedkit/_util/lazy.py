@@ -4,7 +4,8 @@ submodule (say `embedkit.eval.plots`) does not import its siblings (and torch wi
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:

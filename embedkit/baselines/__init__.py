@@ -8,8 +8,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
     from embedkit.baselines.laplacian import LaplacianConfig, fit_laplacian_to_store, laplacian_eigenmaps
     from embedkit.baselines.latent import LatentConfig, fit_latent, fit_latent_to_store
 
-__all__ = ["LaplacianConfig", "LatentConfig", "fit_latent", "fit_latent_to_store", "fit_laplacian_to_store",
-           "laplacian_eigenmaps"]
+__all__ = [
+    "LaplacianConfig",
+    "LatentConfig",
+    "fit_latent",
+    "fit_latent_to_store",
+    "fit_laplacian_to_store",
+    "laplacian_eigenmaps",
+]
 
 __getattr__, __dir__ = lazy_exports(
     __name__,

@@ -1,9 +1,9 @@
 """Datasets: CIFAR-10, MNIST and any image folder or archive, found under a data root, decoded once and cached.
 
-    >>> from embedkit.data import load_images
-    >>> images = load_images("cifar10", "test")        # doctest: +SKIP
-    >>> images.pixels.shape, images.class_names[:2]   # doctest: +SKIP
-    ((10000, 32, 32, 3), ['airplane', 'automobile'])
+>>> from embedkit.data import load_images
+>>> images = load_images("cifar10", "test")        # doctest: +SKIP
+>>> images.pixels.shape, images.class_names[:2]   # doctest: +SKIP
+((10000, 32, 32, 3), ['airplane', 'automobile'])
 """
 
 from typing import TYPE_CHECKING

@@ -43,9 +43,11 @@ def read_archive_tree(path: Path, on_progress: Progress = None) -> dict[str, tup
     """
     top, tree, holder = _archive_listing(path)
     needed = set(holder.values())
-    items = ((member.name, body, f"{path}:{member.name}")
-             for member, body in _archive_members(path, lambda m: m.kind == "file" and m.name in needed)
-             if body is not None)
+    items = (
+        (member.name, body, f"{path}:{member.name}")
+        for member, body in _archive_members(path, lambda m: m.kind == "file" and m.name in needed)
+        if body is not None
+    )
     decoded = decode_all(items, len(needed), on_progress)
     if needed - decoded.keys():  # the second pass read another archive than the first
         raise DataError(f"{path}: changed while it was read ({shown(min(needed - decoded.keys()))} vanished)")
@@ -103,8 +105,11 @@ def archive_links(members: dict[str, Member], where: str) -> dict[str, str]:
             if m.kind == "symlink" and name.count("/") < _MAX_DEPTH - 1:
                 target = _resolve(members, name, where)
                 if target in folders:
-                    added |= {f"{name}/{other[len(target) + 1 :]}" for other in visible
-                              if other.startswith(target + "/") and other.count("/") < _MAX_DEPTH}
+                    added |= {
+                        f"{name}/{other[len(target) + 1 :]}"
+                        for other in visible
+                        if other.startswith(target + "/") and other.count("/") < _MAX_DEPTH
+                    }
         if added <= visible:
             break
         visible |= added

@@ -202,8 +202,10 @@ def _pillow_size(blob: bytes, name: str) -> tuple[int, int]:
 
 
 def _size_message(first: str, first_wh: tuple[int, int], name: str, wh: tuple[int, int]) -> str:
-    return (f"images differ in size: {first} is {first_wh[0]}x{first_wh[1]} (WxH), {name} is {wh[0]}x{wh[1]}; "
-            "resize them to one size first")
+    return (
+        f"images differ in size: {first} is {first_wh[0]}x{first_wh[1]} (WxH), {name} is {wh[0]}x{wh[1]}; "
+        "resize them to one size first"
+    )
 
 
 def _as_uint8(tensor):

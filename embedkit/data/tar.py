@@ -19,8 +19,17 @@ from embedkit.errors import DataError
 BLOCK = 512
 MAX_META_BYTES = 1 << 20  # a pax or GNU long-name header holds a few names: far below this
 _SKIP_CHUNK = 1 << 20
-_KINDS = {b"0": "file", b"\0": "file", b"7": "file", b"1": "hardlink", b"2": "symlink", b"5": "dir",
-          b"3": "device", b"4": "device", b"6": "fifo"}  # other flags: unknown, their body skipped as tar does
+_KINDS = {
+    b"0": "file",
+    b"\0": "file",
+    b"7": "file",
+    b"1": "hardlink",
+    b"2": "symlink",
+    b"5": "dir",
+    b"3": "device",
+    b"4": "device",
+    b"6": "fifo",
+}  # other flags: unknown, their body skipped as tar does
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """Evaluations of frozen embeddings: linear probe, kNN anomaly scores, k-means, 2-D maps, retrieval.
 
-    >>> import numpy as np
-    >>> from embedkit.eval import KNNDetector
-    >>> detector = KNNDetector(k=1).fit(np.array([[0.0], [1.0], [2.0]]))
-    >>> detector.decision_function(np.array([[1.0], [5.0]])).tolist()
-    [0.0, 3.0]
+>>> import numpy as np
+>>> from embedkit.eval import KNNDetector
+>>> detector = KNNDetector(k=1).fit(np.array([[0.0], [1.0], [2.0]]))
+>>> detector.decision_function(np.array([[1.0], [5.0]])).tolist()
+[0.0, 3.0]
 """
 
 from typing import TYPE_CHECKING
@@ -19,8 +19,20 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
     from embedkit.eval.probe import effective_rank, linear_probe, probe_store
     from embedkit.eval.retrieval import retrieve_store
 
-__all__ = ["KNNDetector", "anomaly_store", "cluster_embeddings", "cluster_store", "detect_anomalies",
-           "effective_rank", "knn_scores", "linear_probe", "map_store", "probe_store", "project_2d", "retrieve_store"]
+__all__ = [
+    "KNNDetector",
+    "anomaly_store",
+    "cluster_embeddings",
+    "cluster_store",
+    "detect_anomalies",
+    "effective_rank",
+    "knn_scores",
+    "linear_probe",
+    "map_store",
+    "probe_store",
+    "project_2d",
+    "retrieve_store",
+]
 
 __getattr__, __dir__ = lazy_exports(
     __name__,

@@ -8,9 +8,9 @@ each row's neighbours are the other rows (PyOD's `decision_scores_`), else every
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

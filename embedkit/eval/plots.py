@@ -7,8 +7,8 @@ is marked with its owner's topic.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -107,8 +107,13 @@ def _n_colors(labels_list: Sequence[np.ndarray], class_names: Sequence[str]) -> 
     return max(len(class_names), top + 1)
 
 
-def plot_maps(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], class_names: Sequence[str],
-              out_path: Path | str, *, title: str = "") -> Path:
+def plot_maps(
+    panels: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    class_names: Sequence[str],
+    out_path: Path | str,
+    *,
+    title: str = "",
+) -> Path:
     """2-D maps side by side, one per (name, xy (N, 2), labels (N,)) panel, coloured by class with one legend.
 
     Size: (MAP_PANEL_IN * panels + LEGEND_IN) x MAP_PANEL_IN inches.
@@ -126,8 +131,14 @@ def plot_maps(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], class_names:
 def _legend_right(fig, ax, title: str) -> None:
     """One legend in the right margin (large markers), the panels in the space left of it."""
     width, height = fig.get_size_inches()
-    fig.subplots_adjust(left=0.02, right=(width - LEGEND_IN) / width - 0.01, top=1 - 0.8 / height,
-                        bottom=0.2 / height, wspace=0.05, hspace=0.6 / MAP_PANEL_IN)
+    fig.subplots_adjust(
+        left=0.02,
+        right=(width - LEGEND_IN) / width - 0.01,
+        top=1 - 0.8 / height,
+        bottom=0.2 / height,
+        wspace=0.05,
+        hspace=0.6 / MAP_PANEL_IN,
+    )
     handles, names = ax.get_legend_handles_labels()
     legend = fig.legend(handles, names, loc="center right", frameon=False, markerscale=3, fontsize=9)
     for handle in legend.legend_handles:
@@ -136,8 +147,13 @@ def _legend_right(fig, ax, title: str) -> None:
         fig.suptitle(title)
 
 
-def plot_clusters(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
-                  class_names: Sequence[str], out_path: Path | str, *, title: str = "") -> Path:
+def plot_clusters(
+    panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    class_names: Sequence[str],
+    out_path: Path | str,
+    *,
+    title: str = "",
+) -> Path:
     """For each (name, xy (N, 2), clusters (N,), labels (N,), centroids_xy (k, 2)): by cluster | by class.
 
     One row per store; centroids drawn as numbered crosses on both panels.
@@ -160,15 +176,21 @@ def plot_clusters(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray
     return _save(fig, out_path)
 
 
-def plot_roc(curves: Sequence[tuple[str, np.ndarray, np.ndarray, float]], out_path: Path | str, *,
-             title: str = "ROC") -> Path:
+def plot_roc(
+    curves: Sequence[tuple[str, np.ndarray, np.ndarray, float]], out_path: Path | str, *, title: str = "ROC"
+) -> Path:
     """ROC curves, one per (name, fpr, tpr, auc), with the chance diagonal. Size: ROC_IN x ROC_IN inches."""
     fig, ax = plt.subplots(figsize=(ROC_IN, ROC_IN))
     for name, fpr, tpr, auc in curves:
         ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})", linewidth=1.5)
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="chance")
-    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate (normal flagged)",
-           ylabel="true positive rate (OOD flagged)", title=title)
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        xlabel="false positive rate (normal flagged)",
+        ylabel="true positive rate (OOD flagged)",
+        title=title,
+    )
     ax.legend(loc="lower right", fontsize=8)
     fig.subplots_adjust(left=0.15, right=0.95, top=0.9, bottom=0.12)
     return _save(fig, out_path)
@@ -177,21 +199,29 @@ def plot_roc(curves: Sequence[tuple[str, np.ndarray, np.ndarray, float]], out_pa
 GridCell = tuple[np.ndarray | None, str]  # (image (H, W, C) uint8 or None for a blank cell, caption)
 
 
-def plot_image_grid(rows: Sequence[tuple[str, Sequence[GridCell]]], out_path: Path | str, *,
-                    column_titles: Sequence[str] = (), title: str = "") -> Path:
+def plot_image_grid(
+    rows: Sequence[tuple[str, Sequence[GridCell]]],
+    out_path: Path | str,
+    *,
+    column_titles: Sequence[str] = (),
+    title: str = "",
+) -> Path:
     """A grid of captioned images, one row per (row name, cells); grey images (H, W, 1) drawn in grey.
 
     A column that is blank in every row is a narrow gap (GAP_FRACTION of a cell).
     Size: (ROW_LABEL_IN + CELL_IN * (image columns + GAP_FRACTION * gaps)) x (HEADER_IN + CELL_IN * rows) inches.
     """
     n_rows, n_cols = len(rows), max((len(cells) for _, cells in rows), default=1)
-    ratios = [GAP_FRACTION if all(c >= len(cells) or cells[c][0] is None for _, cells in rows) else 1.0
-              for c in range(n_cols)]
+    ratios = [
+        GAP_FRACTION if all(c >= len(cells) or cells[c][0] is None for _, cells in rows) else 1.0 for c in range(n_cols)
+    ]
     width, height = ROW_LABEL_IN + CELL_IN * sum(ratios), HEADER_IN + CELL_IN * n_rows
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(width, height), squeeze=False,
-                             gridspec_kw={"width_ratios": ratios})
-    fig.subplots_adjust(left=ROW_LABEL_IN / width, right=0.995, top=1 - HEADER_IN / height, bottom=0.005,
-                        wspace=0.08, hspace=0.35)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(width, height), squeeze=False, gridspec_kw={"width_ratios": ratios}
+    )
+    fig.subplots_adjust(
+        left=ROW_LABEL_IN / width, right=0.995, top=1 - HEADER_IN / height, bottom=0.005, wspace=0.08, hspace=0.35
+    )
     for r, (row_name, cells) in enumerate(rows):
         axes[r][0].annotate(row_name, (-0.1, 0.5), xycoords="axes fraction", ha="right", va="center", fontsize=8)
         for c in range(n_cols):
@@ -218,8 +248,12 @@ def _show_image(ax, image: np.ndarray) -> None:
 # ---------------------------------------------------------------- training: loss curves (owner: train)
 
 LOSS_PANEL_IN = 4.0
-LOSS_TERMS = (("total", "total loss"), ("inv", "invariance"), ("var", "variance (both views)"),
-              ("cov", "covariance (both views)"))
+LOSS_TERMS = (
+    ("total", "total loss"),
+    ("inv", "invariance"),
+    ("var", "variance (both views)"),
+    ("cov", "covariance (both views)"),
+)
 
 
 def plot_losses(records: Sequence[dict], out_path: Path | str, *, title: str = "") -> Path:
@@ -245,8 +279,15 @@ def plot_losses(records: Sequence[dict], out_path: Path | str, *, title: str = "
             else:
                 ax.plot(steps, values, color="tab:blue", linewidth=1.0, label="train")
         if test:
-            ax.plot([r["step"] for r in test], [r[key] for r in test], "o-", color="tab:orange", markersize=3,
-                    linewidth=1.0, label="test")
+            ax.plot(
+                [r["step"] for r in test],
+                [r[key] for r in test],
+                "o-",
+                color="tab:orange",
+                markersize=3,
+                linewidth=1.0,
+                label="test",
+            )
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("batch", fontsize=8)
         ax.tick_params(labelsize=8)

@@ -22,7 +22,7 @@ Every row against all the others (a self-join: `knn(x, x, k, exclude_self=True)`
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -17,17 +17,23 @@ against about 10 s for a flat FAISS search.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import numpy as np
 
 BLOCK_ROWS = 2048  # block side: a (2048, 2048) float32 score block is 16 MiB; two are in flight
 
 
-def self_join_rows(reference: np.ndarray, k: int, *, farthest: bool = False, metric: str = "l2",
-                   block_rows: int = BLOCK_ROWS,
-                   on_progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def self_join_rows(
+    reference: np.ndarray,
+    k: int,
+    *,
+    farthest: bool = False,
+    metric: str = "l2",
+    block_rows: int = BLOCK_ROWS,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows (N, k) int64 of the k nearest (farthest) other rows of each row of `reference` (N, D), unordered,
     and each row's worst score among them (N,) float32: no other row scored better in float32.
 
@@ -49,8 +55,11 @@ def self_join_rows(reference: np.ndarray, k: int, *, farthest: bool = False, met
         (i0, j0), out = pairs[t], buffers[t % 2]
         rows_i, rows_j = np.arange(i0, min(i0 + block_rows, n)), np.arange(j0, min(j0 + block_rows, n))
         block = out[: len(rows_i), : len(rows_j)]
-        np.matmul(_augmented(reference[rows_i], metric, right=False, farthest=farthest),
-                  _augmented(reference[rows_j], metric, right=True, farthest=farthest).T, out=block)
+        np.matmul(
+            _augmented(reference[rows_i], metric, right=False, farthest=farthest),
+            _augmented(reference[rows_j], metric, right=True, farthest=farthest).T,
+            out=block,
+        )
         if i0 == j0:
             np.fill_diagonal(block, np.inf)  # keeps a row's own score out of its first bound
         return block, rows_i, rows_j
@@ -89,8 +98,16 @@ class _Best:
         self.rows = np.full((n, k), -1, np.int64)
         self.kth = np.full(n, np.inf, np.float32)
 
-    def update(self, block: np.ndarray, mask: np.ndarray, queries: np.ndarray, candidates: np.ndarray, *,
-               axis: int, diagonal: bool = False) -> None:
+    def update(
+        self,
+        block: np.ndarray,
+        mask: np.ndarray,
+        queries: np.ndarray,
+        candidates: np.ndarray,
+        *,
+        axis: int,
+        diagonal: bool = False,
+    ) -> None:
         """Offer the scores in `block` to rows `queries`: its rows (axis=1) or its columns (axis=0).
 
         `mask` is a bool buffer shaped like `block`; the comparison runs in the block's memory order either way.

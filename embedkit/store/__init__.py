@@ -1,8 +1,8 @@
 """The HDF5 embedding store: one file, a group per dataset split (embeddings, labels, ids, provenance).
 
-    >>> import embedkit
-    >>> with embedkit.open_store("store.h5") as store:      # doctest: +SKIP
-    ...     train = store["cifar10/train"]                   # .embeddings .labels .ids .attrs
+>>> import embedkit
+>>> with embedkit.open_store("store.h5") as store:      # doctest: +SKIP
+...     train = store["cifar10/train"]                   # .embeddings .labels .ids .attrs
 """
 
 from typing import TYPE_CHECKING

@@ -6,8 +6,9 @@ is a StoreError naming the file, the group, the dataset and the row, never silen
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

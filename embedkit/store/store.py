@@ -22,9 +22,10 @@ as it was; readers see the old or the new file, never a mix. Reads go chunk by c
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -117,7 +118,7 @@ def class_name(attrs: dict, label: int) -> str:
     return names[label] if label < len(names) else str(label)
 
 
-def open_store(path: Path | str, *, create: bool = False, lock_timeout_s: float = LOCK_TIMEOUT_S) -> "Store":
+def open_store(path: Path | str, *, create: bool = False, lock_timeout_s: float = LOCK_TIMEOUT_S) -> Store:
     """Open the store at `path`, validating the file and the layout of every group (StoreError on any problem).
 
     With `create=True` a missing file is fine: it is created by the first write, so a failed command leaves nothing.
@@ -165,7 +166,7 @@ class Store:
                 h5.close()
 
     @contextlib.contextmanager
-    def snapshot(self) -> Iterator["Store"]:
+    def snapshot(self) -> Iterator[Store]:
         """Read several groups from one version of the file, even if a writer replaces it meanwhile."""
         with self._open() as h5:
             self._snapshot = h5

@@ -67,7 +67,7 @@ class StoreTransaction:
         self._h5 = None
         self._ctrl_c = DeferredCtrlC()
 
-    def __enter__(self) -> "StoreTransaction":
+    def __enter__(self) -> StoreTransaction:
         self._target = atomic.real_target(self.store.path)  # through a symbolic link: its target is rewritten
         self._target.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = atomic.acquire_lock(self._target, self.store.lock_timeout_s)
@@ -82,8 +82,9 @@ class StoreTransaction:
             raise
         return self
 
-    def new_group(self, group: str, dim: int, attrs: dict | None = None, *,
-                  expected_rows: int | None = None) -> "GroupWriter":
+    def new_group(
+        self, group: str, dim: int, attrs: dict | None = None, *, expected_rows: int | None = None
+    ) -> GroupWriter:
         """Start writing `group` (one of the transaction's groups); append rows to the returned writer."""
         where = f"{self.store.path}: group '{group}'"
         if self._h5 is None:
@@ -155,8 +156,9 @@ class GroupWriter:
             rows = max(1, min(rows, expected_rows))
         g = self._transaction._h5.create_group(self.group)
         # fletcher32: a checksum per chunk, so flipped bytes on disk are an error, never silent wrong numbers
-        g.create_dataset("embeddings", (0, self.dim), np.float32, maxshape=(None, self.dim), chunks=(rows, self.dim),
-                         fletcher32=True)
+        g.create_dataset(
+            "embeddings", (0, self.dim), np.float32, maxshape=(None, self.dim), chunks=(rows, self.dim), fletcher32=True
+        )
         for name in ("labels", "ids"):
             g.create_dataset(name, (0,), np.int64, maxshape=(None,), chunks=(max(rows, 1024),), fletcher32=True)
 
@@ -184,8 +186,9 @@ class GroupWriter:
             dataset, _, split = self.group.rpartition("/")
             defaults = {"dataset": dataset or split, "split": split if dataset else "", "created": now()}
             write_attrs(self._where, g.attrs, {**defaults, **self.attrs})
-            write_attrs(self._where, g.attrs, {"embedkit_version": version(), "content_id": self.content_id},
-                        reserved=True)
+            write_attrs(
+                self._where, g.attrs, {"embedkit_version": version(), "content_id": self.content_id}, reserved=True
+            )
             g.attrs["schema_version"] = SCHEMA_VERSION
 
 
@@ -261,8 +264,12 @@ def new_copy(store, tmp: Path, groups: tuple[str, ...], overwrite: bool):
             new = h5py.File(tmp, "w", locking=False, libver=LIBVER, rdcc_nbytes=0)
         try:
             with h5_errors(store.path, "cannot write the new copy"):
-                write_attrs(str(store.path), new.attrs, {"created": created, "embedkit_version": version(),
-                                                         "schema_version": SCHEMA_VERSION}, reserved=True)
+                write_attrs(
+                    str(store.path),
+                    new.attrs,
+                    {"created": created, "embedkit_version": version(), "schema_version": SCHEMA_VERSION},
+                    reserved=True,
+                )
             if old is not None:
                 _copy_tree(store.path, old, new, "", existing, groups, {old["/"].id: "/"})
         except BaseException:
@@ -282,8 +289,7 @@ def _check_new_names(path: Path, groups: tuple[str, ...], existing: list[str], o
                 raise StoreError(f"{path}: group '{group}' would nest with group '{other}'")
 
 
-def _copy_tree(path: Path, old, new, prefix: str, existing: list[str], groups: tuple[str, ...],
-               copied: dict) -> None:
+def _copy_tree(path: Path, old, new, prefix: str, existing: list[str], groups: tuple[str, ...], copied: dict) -> None:
     """Copy the attributes of group `prefix` and its members: embedkit groups checked (`_copy_group`), except the
     `groups` being written; folders above groups walked; any other object (another tool's) copied as it is.
 
@@ -312,12 +318,16 @@ def _copy_tree(path: Path, old, new, prefix: str, existing: list[str], groups: t
                     new.require_group(name)
                     copied[old[name].id] = name
             if not is_group:
-                raise StoreError(f"{path}: '{name}' is another tool's dataset, not a folder of groups; writing "
-                                 f"group '{next(g for g in groups if g.startswith(name + '/'))}' would replace it")
+                raise StoreError(
+                    f"{path}: '{name}' is another tool's dataset, not a folder of groups; writing "
+                    f"group '{next(g for g in groups if g.startswith(name + '/'))}' would replace it"
+                )
             _copy_tree(path, old, new, name + "/", existing, groups, copied)
         elif name in groups:
-            raise StoreError(f"{path}: '{name}' holds another tool's data, not an embedkit group; writing group "
-                             f"'{name}' would replace it (choose another group name)")
+            raise StoreError(
+                f"{path}: '{name}' holds another tool's data, not an embedkit group; writing group "
+                f"'{name}' would replace it (choose another group name)"
+            )
         else:
             with h5_errors(f"{path}: object '{name}'", "damaged, cannot be copied"):
                 _copy_foreign(old, new, source, target, key, name, copied)
@@ -353,5 +363,6 @@ def _copy_group(path: Path, old, new, name: str) -> None:
     except DiskFullError:
         raise
     except StoreError as exc:
-        raise StoreError(f"{exc}; the store is unchanged: rewrite group '{name}' (--overwrite) or write to a new "
-                         "store") from None
+        raise StoreError(
+            f"{exc}; the store is unchanged: rewrite group '{name}' (--overwrite) or write to a new store"
+        ) from None

@@ -41,12 +41,40 @@ class StudyPlan:
 # cpu: all of it within an hour on two cores: VICReg gets the most epochs; each ablation gets enough to show its
 # effect. smoke: the same stages on a few hundred images, for tests and a first look.
 PLANS = {
-    "cpu": StudyPlan("cpu", "cpu", vicreg_epochs=PRESETS["cpu"]["epochs"], ablation_epochs=2, latent_epochs=30,
-                     train_subset=None, test_images=2048, laplacian_pca=128, tsne_points=2000),
-    "gpu": StudyPlan("gpu", "gpu", vicreg_epochs=200, ablation_epochs=100, latent_epochs=200, train_subset=None,
-                     test_images=2048, laplacian_pca=128, tsne_points=10000),
-    "smoke": StudyPlan("smoke", "cpu", vicreg_epochs=1, ablation_epochs=1, latent_epochs=3, train_subset=256,
-                       test_images=64, laplacian_pca=32, tsne_points=200, images_per_split=500),
+    "cpu": StudyPlan(
+        "cpu",
+        "cpu",
+        vicreg_epochs=PRESETS["cpu"]["epochs"],
+        ablation_epochs=2,
+        latent_epochs=30,
+        train_subset=None,
+        test_images=2048,
+        laplacian_pca=128,
+        tsne_points=2000,
+    ),
+    "gpu": StudyPlan(
+        "gpu",
+        "gpu",
+        vicreg_epochs=200,
+        ablation_epochs=100,
+        latent_epochs=200,
+        train_subset=None,
+        test_images=2048,
+        laplacian_pca=128,
+        tsne_points=10000,
+    ),
+    "smoke": StudyPlan(
+        "smoke",
+        "cpu",
+        vicreg_epochs=1,
+        ablation_epochs=1,
+        latent_epochs=3,
+        train_subset=256,
+        test_images=64,
+        laplacian_pca=32,
+        tsne_points=200,
+        images_per_split=500,
+    ),
 }
 
 

@@ -168,5 +168,7 @@ def cpu_model() -> str:
 
 def stage_summaries(records: dict[str, StageRecord]) -> dict[str, dict]:
     """What the report shows of each stage: seconds, finish time, whether it ran this time, its config."""
-    return {name: {"seconds": r.seconds, "finished": r.finished, "skipped": r.skipped, "config": r.config}
-            for name, r in records.items()}
+    return {
+        name: {"seconds": r.seconds, "finished": r.finished, "skipped": r.skipped, "config": r.config}
+        for name, r in records.items()
+    }

@@ -8,9 +8,9 @@ stages are unchanged (`embedkit.study.runner`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from embedkit.data.sources import load_images
 from embedkit.provenance import code_version
@@ -40,9 +40,15 @@ def stage_titles(plan: StudyPlan, *, workspace: Path | None = None) -> list[tupl
     return [(stage.name, stage.title) for stage in stages]
 
 
-def run_study(plan: StudyPlan, *, workspace: Path | None = None, data_root: Path | None = None,
-              device: str = "auto", on_event: Callable[[str, Stage, object], None] | None = None,
-              on_progress: Callable[[int, int], None] | None = None) -> StudyResult:
+def run_study(
+    plan: StudyPlan,
+    *,
+    workspace: Path | None = None,
+    data_root: Path | None = None,
+    device: str = "auto",
+    on_event: Callable[[str, Stage, object], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> StudyResult:
     """Run (or resume) every stage of the study and write the report."""
     for dataset, split in (("cifar10", "train"), ("cifar10", "test"), ("mnist", "test")):
         load_images(dataset, split, data_root)  # fail before writing anything; decodes into the cache once
@@ -50,8 +56,9 @@ def run_study(plan: StudyPlan, *, workspace: Path | None = None, data_root: Path
     for folder in (paths.root / "runs", paths.root / "stores", paths.root / "pairs", paths.figures):
         folder.mkdir(parents=True, exist_ok=True)
     runner = StageRunner(paths.state, on_event, code=code_version())
-    stages = build_stages(plan, paths, data_root=data_root, device=device, on_progress=on_progress,
-                          records=runner.records)
+    stages = build_stages(
+        plan, paths, data_root=data_root, device=device, on_progress=on_progress, records=runner.records
+    )
     records = runner.run(stages)
     report = records["report"].results
     return StudyResult(Path(report["page"]), Path(report["results"]), report["models"])

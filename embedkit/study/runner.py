@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from embedkit._util.atomic import atomic_path
 
@@ -52,8 +53,9 @@ def stage_key(stage: Stage, upstream_keys: dict[str, str], code: dict | None = N
 class StageRunner:
     """Runs stages in order, skipping those whose record matches their key and whose outputs exist."""
 
-    def __init__(self, state_dir: Path, on_event: Callable[[str, Stage, Any], None] | None = None, *,
-                 code: dict | None = None):
+    def __init__(
+        self, state_dir: Path, on_event: Callable[[str, Stage, Any], None] | None = None, *, code: dict | None = None
+    ):
         self.state_dir = Path(state_dir)
         self.code = code
         self.on_event = on_event or (lambda *_: None)

@@ -1,10 +1,10 @@
 """Training: the VICReg loss, encoders and checkpoints, views, the training loop, and encoding images.
 
-    >>> import torch
-    >>> from embedkit.training import vicreg_loss
-    >>> terms = vicreg_loss(torch.zeros(8, 4), torch.zeros(8, 4))
-    >>> round(float(terms.variance), 4)      # all-zero views: each view's std term is 1 - sqrt(1e-4) = 0.99
-    1.98
+>>> import torch
+>>> from embedkit.training import vicreg_loss
+>>> terms = vicreg_loss(torch.zeros(8, 4), torch.zeros(8, 4))
+>>> round(float(terms.variance), 4)      # all-zero views: each view's std term is 1 - sqrt(1e-4) = 0.99
+1.98
 """
 
 from typing import TYPE_CHECKING
@@ -18,8 +18,19 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
     from embedkit.training.losses import VICRegTerms, vicreg_loss
     from embedkit.training.models import load_checkpoint
 
-__all__ = ["PRESETS", "TrainConfig", "TrainResult", "VICRegTerms", "encode_images", "encode_to_store",
-           "load_checkpoint", "make_config", "read_log", "train", "vicreg_loss"]
+__all__ = [
+    "PRESETS",
+    "TrainConfig",
+    "TrainResult",
+    "VICRegTerms",
+    "encode_images",
+    "encode_to_store",
+    "load_checkpoint",
+    "make_config",
+    "read_log",
+    "train",
+    "vicreg_loss",
+]
 
 __getattr__, __dir__ = lazy_exports(
     __name__,

@@ -45,7 +45,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         """Inverse of `to_dict` (lists back to tuples); ConfigError on unknown keys."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -106,7 +106,8 @@ def encode_to_store(
     `subset`: encode only that many images of each split, drawn with `seed` (ids keep their rows in the split).
 
     Groups carry provenance attrs: checkpoint (path), checkpoint_digest (sha256), config (JSON), dataset, split,
-    class_names, source (the absolute path the images were read from) and source_digest (`image_digest`). An existing group is an error unless `overwrite`; the groups are written in one transaction.
+    class_names, source (the absolute path the images were read from) and source_digest (`image_digest`). An
+    existing group is an error unless `overwrite`; the groups are written in one transaction.
     Returns the group names written.
     """
     check_subset_size(subset)

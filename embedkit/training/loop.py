@@ -1,13 +1,13 @@
 """The VICReg training loop: sessions, steps, the JSON-lines log, checkpoints and resume.
 
 Reads top to bottom like facebookresearch/vicreg's `main_vicreg.py`, without its globals: `train(config, run_dir,
-images)` builds the encoder, projector, optimiser and view source, then steps through seeded epochs (the config
-and its presets are in `embedkit.training.config`, the LARS optimiser and the schedule in `embedkit.training.optim`). Every batch
-appends its loss terms to `<run_dir>/log.jsonl`; every epoch adds the terms on a fixed sample of the test split and
-rewrites `<run_dir>/last.pt` atomically. `resume=True` continues from `last.pt` mid-epoch if need be: the epoch's
-order is derived from (seed, epoch) and the view generator's state is in the checkpoint, so on CPU a resumed run
-ends with the same weights as an uninterrupted one. Ctrl-C is deferred to the end of the current step, which is
-saved before the KeyboardInterrupt propagates.
+images)` builds the encoder, projector, optimiser and view source, then steps through seeded epochs (the config and
+its presets are in `embedkit.training.config`, the LARS optimiser and the schedule in `embedkit.training.optim`).
+Every batch appends its loss terms to `<run_dir>/log.jsonl`; every epoch adds the terms on a fixed sample of the
+test split and rewrites `<run_dir>/last.pt` atomically. `resume=True` continues from `last.pt` mid-epoch if need be:
+the epoch's order is derived from (seed, epoch) and the view generator's state is in the checkpoint, so on CPU a
+resumed run ends with the same weights as an uninterrupted one. Ctrl-C is deferred to the end of the current step,
+which is saved before the KeyboardInterrupt propagates.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -142,8 +142,13 @@ def train(
 
 def _record_start(run_dir: Path, command: list[str] | None, *, resume: bool, step: int) -> None:
     """Append this start (or resume) of the run to `<run_dir>/runs.jsonl`: time, command line, code version."""
-    record = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "resume": resume,
-              "from_step": step, "command": command, "code": code_version()}
+    record = {
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "resume": resume,
+        "from_step": step,
+        "command": command,
+        "code": code_version(),
+    }
     with open(run_dir / RUNS_NAME, "a") as f:
         f.write(json.dumps(record) + "\n")
 

@@ -161,8 +161,10 @@ def read_checkpoint(path: Path) -> dict:
     if kind not in ENCODER_KINDS:
         raise CheckpointError(f"{path}: unknown encoder kind {kind!r} (known: {', '.join(ENCODER_KINDS)})")
     if payload["version"] == 1 and kind == "small":
-        raise CheckpointError(f"{path}: a version-1 checkpoint of the former 7-layer small encoder, which this embedkit "
-                              "no longer builds; retrain it with `embedkit train`")
+        raise CheckpointError(
+            f"{path}: a version-1 checkpoint of the former 7-layer small encoder, which this embedkit "
+            "no longer builds; retrain it with `embedkit train`"
+        )
     return payload
 
 

@@ -1,9 +1,10 @@
 """Neighbour positives: each training image is paired with one of its k nearest neighbours instead of a view of itself.
 
-The neighbours come from a pairs file that `embedkit pairs` (`embedkit.search.index.make_pairs`) wrote on another model's
-store of the train split: datasets ids (N,), neighbor_ids (N, k), neighbor_rows (N, k), distances (N, k). Store ids
-are row positions in the train split, so `neighbor_ids` index the training images directly. `NeighbourPairs` draws
-which of the k neighbours is the positive with the session's generator, so a resumed run draws the same positives.
+The neighbours come from a pairs file that `embedkit pairs` (`embedkit.search.index.make_pairs`) wrote on another
+model's store of the train split: datasets ids (N,), neighbor_ids (N, k), neighbor_rows (N, k), distances (N, k).
+Store ids are row positions in the train split, so `neighbor_ids` index the training images directly.
+`NeighbourPairs` draws which of the k neighbours is the positive with the session's generator, so a resumed run
+draws the same positives.
 """
 
 from __future__ import annotations

@@ -176,9 +176,7 @@ def _shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     value = torch.maximum(torch.maximum(r, g), b)
     delta = value - torch.minimum(torch.minimum(r, g), b)
     safe = delta.clamp_min(1e-8)
-    hue6 = torch.where(
-        value == r, (g - b) / safe, torch.where(value == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe)
-    )
+    hue6 = torch.where(value == r, (g - b) / safe, torch.where(value == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
     hue6 = torch.remainder(hue6 + 6.0 * shift, 6.0)
     # HSV -> RGB: channel n in (5, 3, 1) is V - (V - min) clamp(min(k, 4 - k), 0, 1), k = (n + 6 H) mod 6.
     offsets = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
