@@ -161,3 +161,18 @@ def test_every_public_name_has_a_docstring_with_an_example():
     ):
         doc = inspect.getdoc(getattr(embedkit, name)) or ""
         assert len(doc) > 40, name
+
+
+def test_knn_leaves_each_query_out_of_its_own_neighbours_by_row(rng):
+    """`self_rows`: some reference rows as queries; a row is never its own neighbour, but its duplicate is."""
+    reference = np.vstack([rng.normal(size=(30, 4)), rng.normal(size=(1, 4)).repeat(3, axis=0)])
+    self_rows = np.array([31, 0, 7, 30])
+    for farthest in (False, True):
+        dist, rows = embedkit.knn(reference, reference[self_rows], 3, self_rows=self_rows, farthest=farthest)
+        d = np.sqrt(((reference[self_rows, None].astype(np.float64) - reference[None]) ** 2).sum(-1))
+        d[np.arange(len(self_rows)), self_rows] = np.nan
+        key = np.where(np.isnan(d), np.inf, -d if farthest else d)
+        want = np.stack([np.lexsort((np.arange(len(reference)), row))[:3] for row in key])
+        assert (rows == want).all() and not (rows == self_rows[:, None]).any()
+        np.testing.assert_allclose(dist, np.take_along_axis(d, want, 1), rtol=1e-5)
+    assert {30, 32} <= set(embedkit.knn(reference, reference[[31]], 2, self_rows=[31])[1].ravel())

@@ -203,7 +203,8 @@ def test_cli_writes_train_and_test_groups(runner, cli_app, image_folder, tmp_pat
 
 
 def test_cli_subset_embeds_a_seeded_sample_of_each_split_with_its_rows_as_ids(runner, cli_app, image_folder, tmp_path):
-    from embedkit.data.sources import load_images, subset_rows
+    from embedkit._util.sampling import seeded_rows
+    from embedkit.data.sources import load_images
     from embedkit.store.store import open_store
 
     out = tmp_path / "lap.h5"
@@ -230,7 +231,7 @@ def test_cli_subset_embeds_a_seeded_sample_of_each_split_with_its_rows_as_ids(ru
     assert result.exit_code == 0, result.output
     for split, n in (("train", 24), ("test", 8)):
         group = open_store(out).read(f"tiny/{split}")
-        rows = subset_rows(n, 6, 1)
+        rows = seeded_rows(n, 6, 1)
         assert len(set(rows)) == 6 and np.array_equal(group.ids, rows)
         assert np.array_equal(group.labels, load_images(str(image_folder), split).labels[rows])
         assert group.attrs["config"]["subset"] == 6

@@ -110,14 +110,15 @@ def test_encode_to_store_writes_groups_with_provenance(checkpoint, image_folder,
 
 
 def test_encode_subset_encodes_a_seeded_sample_with_its_rows_as_ids(checkpoint, image_folder, tmp_path):
-    from embedkit.data.sources import load_images, subset_rows
+    from embedkit._util.sampling import seeded_rows
+    from embedkit.data.sources import load_images
     from embedkit.store.store import open_store
 
     store_path = tmp_path / "store.h5"
     encode_to_store(checkpoint, str(image_folder), ["train", "test"], store_path, device="cpu", subset=5, seed=2)
     encoder, _ = load_checkpoint(checkpoint)
     for split, n in (("train", 16), ("test", 8)):
-        rows = subset_rows(n, 5, 2)
+        rows = seeded_rows(n, 5, 2)
         source = load_images(str(image_folder), split)
         group = open_store(store_path).read(f"tiny/{split}")
         assert np.array_equal(group.ids, rows) and np.array_equal(group.labels, source.labels[rows])

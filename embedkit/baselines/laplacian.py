@@ -30,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from embedkit.data.sources import check_subset_size, chosen_rows, load_images
+from embedkit._util.progress import ProgressFn
+from embedkit._util.sampling import seeded_rows
+from embedkit.data.sources import check_subset_size, load_images
 from embedkit.errors import ConfigError, DataError, StoreError
 from embedkit.search.index import build_index, search_index
 from embedkit.store.store import GroupData, open_store
@@ -42,7 +44,6 @@ PCA_SAMPLE_ROWS = 20_000  # rows the covariance is estimated from: plenty for 12
 DENSE_SOLVER_MAX_ROWS = 2_000  # below this a dense eigendecomposition is faster and always converges
 METHOD = "laplacian-eigenmaps"
 
-ProgressFn = Callable[[int, int], None]
 PhaseFn = Callable[[str], None]
 
 
@@ -95,8 +96,7 @@ def reduce_pca(x: np.ndarray, pca_dim: int, *, seed: int = 0, sample_rows: int =
     """
     from sklearn.utils.extmath import randomized_svd
 
-    rng = np.random.default_rng(seed)
-    sample = x[np.sort(rng.choice(len(x), size=min(len(x), sample_rows), replace=False))]
+    sample = x[seeded_rows(len(x), sample_rows, seed)]
     mean = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
     centered = sample - mean
     cov = (centered.T @ centered) / np.float32(max(len(sample) - 1, 1))
@@ -299,7 +299,7 @@ def fit_laplacian_to_store(
     shapes = {s.images.shape[1:] for s in sets}
     if len(shapes) > 1:
         raise DataError(f"{dataset}: splits have different image shapes {sorted(shapes)}; cannot embed them together")
-    rows = [chosen_rows(len(s.images), subset, seed) for s in sets]
+    rows = [seeded_rows(len(s.images), subset, seed) for s in sets]
     load_s = round(time.perf_counter() - started, 3)
     x = np.concatenate([flatten_pixels(s.images[r] if subset is not None else s.images) for s, r in zip(sets, rows)])
     used_pca = pca_dim if pca_dim is not None and pca_dim < x.shape[1] else None

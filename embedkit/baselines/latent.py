@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,11 +22,12 @@ import numpy as np
 import torch
 
 from embedkit._util.atomic import same_file
+from embedkit._util.progress import ProgressFn
 from embedkit.device import pick_device
 from embedkit.errors import ConfigError, StoreError
 from embedkit.search.index import knn
 from embedkit.store.store import GroupData, open_store
-from embedkit.training.config import diverged, finite_checks
+from embedkit.training.config import diverged, raise_first, vicreg_fit_checks
 from embedkit.training.losses import vicreg_loss
 
 GROUPS = ("cifar10/train", "cifar10/test")
@@ -100,18 +100,12 @@ def latent_config_from(options: dict) -> LatentConfig:
 
 def check_latent_config(config: LatentConfig, n_rows: int) -> None:
     """Raise ConfigError (one line) unless `config` can fit `n_rows` images."""
-    checks = [
-        *finite_checks(config, ("lr", "lam", "mu", "nu")),
-        (config.epochs >= 1, f"epochs {config.epochs}: must be at least 1"),
-        (1 <= config.k <= n_rows - 1, f"k={config.k}: must be between 1 and N-1={n_rows - 1}"),
-        (config.dim >= 1, f"dim {config.dim}: must be positive"),
-        (config.batch_size >= 2, f"batch size {config.batch_size}: must be at least 2 (the loss needs variances)"),
-        (config.lr > 0, f"learning rate {config.lr}: must be positive"),
-        (min(config.lam, config.mu, config.nu) >= 0, "loss weights lam, mu, nu must be non-negative"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
+    raise_first(
+        [
+            *vicreg_fit_checks(config),
+            (1 <= config.k <= n_rows - 1, f"k={config.k}: must be between 1 and N-1={n_rows - 1}"),
+        ]
+    )
 
 
 def initial_vectors(n: int, config: LatentConfig) -> torch.Tensor:
@@ -124,7 +118,7 @@ def fit_latent(
     config: LatentConfig,
     *,
     device: str = "auto",
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> LatentFit:
     """Fit one free vector per row of `neighbours` (N, k') int64 (row r's nearest rows, r excluded).
 
@@ -184,7 +178,7 @@ def fit_latent_to_store(
     config: LatentConfig,
     *,
     device: str = "auto",
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> LatentRun:
     """Fit free vectors for cifar10/train and cifar10/test together; write both groups to `out_store`.
 

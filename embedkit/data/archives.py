@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from embedkit._util.progress import ProgressFn
 from embedkit.data.images import (
     Entry,
-    Progress,
     check_file_size,
     decode_all,
     is_image_path,
@@ -33,7 +33,7 @@ _MAX_DEPTH = 4  # top folder / split / class / file
 _MAX_LINK_HOPS = 40  # as Linux's symlink limit
 
 
-def read_archive_tree(path: Path, on_progress: Progress = None) -> dict[str, tuple[list[Entry], np.ndarray]]:
+def read_archive_tree(path: Path, on_progress: ProgressFn | None = None) -> dict[str, tuple[list[Entry], np.ndarray]]:
     """Decode every split of a .tar.gz tree without extracting: split -> (entries, (N,H,W,3) uint8).
 
     A single top folder shared by every image (`tar czf pets.tar.gz pets/`) is the tree's root. Links resolve as in

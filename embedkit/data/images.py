@@ -15,11 +15,12 @@ import stat
 import struct
 import warnings
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
+from embedkit._util.progress import ProgressFn
 from embedkit.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -30,7 +31,6 @@ MAX_IMAGE_PIXELS = 89_478_485  # Pillow's decompression-bomb threshold: 16000x16
 MAX_IMAGE_BYTES = 8 * MAX_IMAGE_PIXELS  # no encoding of such an image needs more (16-bit RGBA, uncompressed)
 _IDX_CHUNK = 16 << 20
 
-Progress = Callable[[int, int], None] | None
 Entry = tuple[str, str, str]  # (split, class, relative path)
 
 
@@ -118,7 +118,7 @@ def check_file_size(size: int, name: str) -> None:
         raise DataError(f"{name}: {size:,} bytes, more than any image of at most {MAX_IMAGE_PIXELS:,} pixels needs")
 
 
-def decode_folder_split(root: Path, entries: list[Entry], on_progress: Progress = None) -> np.ndarray:
+def decode_folder_split(root: Path, entries: list[Entry], on_progress: ProgressFn | None = None) -> np.ndarray:
     """Decode one split of a folder tree: (N, H, W, 3) uint8 in `entries` order. Progress counts images."""
     rels = [rel for _, _, rel in entries]
     items = ((rel, read_image_file(root / rel), str(root / rel)) for rel in rels)  # read lazily, chunk by chunk
@@ -126,7 +126,9 @@ def decode_folder_split(root: Path, entries: list[Entry], on_progress: Progress 
     return stack_images([decoded[rel] for rel in rels], [str(root / rel) for rel in rels])
 
 
-def decode_all(items: Iterable[tuple[str, bytes, str]], total: int, on_progress: Progress) -> dict[str, object]:
+def decode_all(
+    items: Iterable[tuple[str, bytes, str]], total: int, on_progress: ProgressFn | None
+) -> dict[str, object]:
     """Decode (key, file bytes, display name) items a chunk at a time: key -> (3, H, W) uint8 tensor.
 
     Each image's declared size is checked before it is decoded (see `_SizeGuard`); progress counts images.

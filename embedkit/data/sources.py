@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from embedkit._util.progress import ProgressFn
 from embedkit.data import archives, cifar_batches
 from embedkit.data import images as imagefiles
 from embedkit.data.cache import cache_stem, read_cache, read_cached_labels, write_cache
@@ -34,8 +34,6 @@ MNIST_CLASSES = tuple(str(digit) for digit in range(10))
 _TORCHVISION_BATCHES = cifar_batches.BATCHES
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
 _LAYOUTS = {"torchvision": "torchvision", "folder": "image folder", "archive": "tar.gz", "idx": "IDX"}
-
-Progress = Callable[[int, int], None] | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,7 +69,12 @@ def resolve_data_root(data_root: Path | None = None) -> Path:
 
 
 def load_images(
-    dataset: str, split: str, data_root: Path | None = None, *, download: bool = False, on_progress: Progress = None
+    dataset: str,
+    split: str,
+    data_root: Path | None = None,
+    *,
+    download: bool = False,
+    on_progress: ProgressFn | None = None,
 ) -> ImageSet:
     """Load one split as uint8 arrays, decoding image files once and caching them (see the module docstring).
 
@@ -173,7 +176,7 @@ def _download(dataset: str, split: str, root: Path) -> None:
         raise DataError(f"could not download {dataset} into {root}: {exc}") from None
 
 
-def _load(source: Source, split: str, on_progress: Progress) -> ImageSet:
+def _load(source: Source, split: str, on_progress: ProgressFn | None) -> ImageSet:
     loaders = {
         "torchvision": _load_torchvision_cifar10,
         "idx": _load_idx,
@@ -183,12 +186,12 @@ def _load(source: Source, split: str, on_progress: Progress) -> ImageSet:
     return loaders[source.kind](source, split, on_progress)
 
 
-def _load_torchvision_cifar10(source: Source, split: str, on_progress: Progress = None) -> ImageSet:
+def _load_torchvision_cifar10(source: Source, split: str, on_progress: ProgressFn | None = None) -> ImageSet:
     images, labels, class_names = cifar_batches.read_split(source.path, split)
     return ImageSet(source.name, split, images, labels, class_names, str(source.path))
 
 
-def _load_idx(source: Source, split: str, on_progress: Progress = None) -> ImageSet:
+def _load_idx(source: Source, split: str, on_progress: ProgressFn | None = None) -> ImageSet:
     labels_stem = source.path.name.removesuffix(".gz").replace("images-idx3", "labels-idx1")
     labels_path = _idx_file(source.path.parent, labels_stem) or source.path.parent / labels_stem
     images = imagefiles.read_idx(source.path, 3)
@@ -200,7 +203,7 @@ def _load_idx(source: Source, split: str, on_progress: Progress = None) -> Image
     return ImageSet(source.name, split, images[..., None], labels, MNIST_CLASSES, str(source.path))
 
 
-def _load_folder(source: Source, split: str, on_progress: Progress) -> ImageSet:
+def _load_folder(source: Source, split: str, on_progress: ProgressFn | None) -> ImageSet:
     """One split of an image folder, from the cache when no file changed, else decoded and cached."""
     tree = _known_splits(source, imagefiles.list_folder_tree(source.path))
     entries = _split_entries(source, tree, split)
@@ -215,7 +218,7 @@ def _load_folder(source: Source, split: str, on_progress: Progress) -> ImageSet:
     return ImageSet(source.name, split, images, labels, class_names, str(source.path))
 
 
-def _load_archive(source: Source, split: str, on_progress: Progress) -> ImageSet:
+def _load_archive(source: Source, split: str, on_progress: ProgressFn | None) -> ImageSet:
     """One split of a .tar.gz tree, from the cache, else decoded (all splits in one pass) and cached."""
     state = _archive_state(source.path)
     cached = read_cache(cache_stem(source.name, split, source.path, state))
@@ -330,26 +333,10 @@ def image_digest(image_set: ImageSet) -> str:
     return digest.hexdigest()
 
 
-def subset_rows(n: int, size: int | None, seed: int) -> np.ndarray | None:
-    """`size` of `n` rows drawn without replacement with `seed`, sorted (None if size is None or >= n).
-
-    Splits stored class by class make a plain `images[:n]` a sample of a few classes only.
-    """
-    if size is None or size >= n:
-        return None
-    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
-
-
 def check_subset_size(size: int | None) -> None:
     """ConfigError (one line) unless `size` is None or at least 1: a per-split sample size, checked before loading."""
     if size is not None and size < 1:
         raise ConfigError(f"subset must be at least 1 image per split, got {size}")
-
-
-def chosen_rows(n: int, size: int | None, seed: int) -> np.ndarray:
-    """Like `subset_rows`, but all rows 0..n-1 when there is no subset: (M,) int64, sorted."""
-    rows = subset_rows(n, size, seed)
-    return np.arange(n, dtype=np.int64) if rows is None else rows
 
 
 def to_rgb32(images: np.ndarray) -> np.ndarray:

@@ -8,20 +8,18 @@ each row's neighbours are the other rows (PyOD's `decision_scores_`), else every
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from embedkit._util.progress import ProgressFn
 from embedkit.errors import ConfigError, StoreError, about
 from embedkit.eval.plots import plot_image_grid, plot_roc
 from embedkit.eval.retrieval import load_group_images
 from embedkit.search.index import knn
 from embedkit.store.store import class_name, open_store
 from embedkit.training.encode import encode_to_store
-
-ProgressFn = Callable[[int, int], None]
 
 
 def knn_scores(reference: np.ndarray, queries: np.ndarray, k: int, *, leave_one_out: bool = False) -> np.ndarray:

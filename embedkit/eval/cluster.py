@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embedkit._util.sampling import seeded_rows
 from embedkit.errors import ConfigError, about
 from embedkit.eval.maps import map_store
 from embedkit.eval.plots import plot_clusters
@@ -74,12 +75,7 @@ def cluster_embeddings(
         raise ConfigError(f"k={k}: k-means needs 2 <= k < N (N={len(x)} points)")
     kmeans = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x)
     assignments = kmeans.labels_.astype(np.int64)
-    rng = np.random.default_rng(seed)
-    sample = (
-        np.sort(rng.choice(len(x), silhouette_max_points, replace=False))
-        if len(x) > silhouette_max_points
-        else np.arange(len(x))
-    )
+    sample = seeded_rows(len(x), silhouette_max_points, seed)
     known = np.ones(len(x), bool) if labels is None else np.asarray(labels) >= 0
     ari = nmi = silhouette_classes = None
     if labels is not None and known.any():

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embedkit._util.sampling import seeded_rows
 from embedkit.device import default_threads
 from embedkit.errors import ConfigError, about
 from embedkit.eval.plots import plot_maps
@@ -62,13 +63,6 @@ def _tsne(x: np.ndarray, seed: int, n_jobs: int | None, max_iter: int) -> np.nda
     return tsne.fit_transform(reduced).astype(np.float32)
 
 
-def sample_rows(n: int, max_points: int, seed: int = 0) -> np.ndarray:
-    """All rows (n,) if n <= max_points, else a seeded sorted sample of `max_points` rows."""
-    if n <= max_points:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
-
-
 @dataclass(frozen=True)
 class GroupMap:
     """A 2-D map of one store group: xy (M, 2) for its rows `rows` (M,), with their labels (M,)."""
@@ -98,7 +92,7 @@ def map_store(
         raise ConfigError(f"max_points={max_points}: map at least 1 row")
 
     data = open_store(store_path).read(group)
-    rows = sample_rows(len(data.ids), max_points, seed)
+    rows = seeded_rows(len(data.ids), max_points, seed)
     with about(store_path, group):
         xy = project_2d(data.embeddings[rows], method, seed=seed)
     return GroupMap(

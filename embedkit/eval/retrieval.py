@@ -40,11 +40,7 @@ def neighbours_of_rows(
     n = len(embeddings)
     if not 1 <= k <= n - 1:
         raise SearchError(f"k={k}: the group has {n} rows, so k must be between 1 and {n - 1}")
-    distances, rows = knn(embeddings, embeddings[query_rows], k + 1, farthest=farthest)
-    is_self = rows == np.asarray(query_rows)[:, None]
-    is_self[~is_self.any(axis=1), -1] = True  # the query was not among the k+1: drop the last instead
-    keep = ~is_self
-    return distances[keep].reshape(len(rows), k), rows[keep].reshape(len(rows), k)
+    return knn(embeddings, embeddings[query_rows], k, farthest=farthest, self_rows=query_rows)
 
 
 @dataclass(frozen=True)

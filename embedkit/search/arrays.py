@@ -22,10 +22,9 @@ Every row against all the others (a self-join: `knn(x, x, k, exclude_self=True)`
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
+from embedkit._util.progress import ProgressFn
 from embedkit.device import default_threads
 from embedkit.errors import SearchError
 from embedkit.search.self_join import self_join_rows
@@ -40,8 +39,6 @@ QUERY_BATCH_ROWS = 16384  # queries searched at a time: bounds memory and paces 
 RECOMPUTE_ELEMENTS = 1 << 22  # floats gathered at a time to recompute true distances (16 MiB)
 MARGIN_ROWS = 2  # candidates beyond k that exact searches re-rank in float64 (more cost the self-join ~10% each)
 FLOAT32_UNIT = 2.0**-24  # unit roundoff of float32
-
-ProgressFn = Callable[[int, int], None]
 
 
 def load_faiss():
@@ -407,12 +404,20 @@ def knn(
     *,
     farthest: bool = False,
     exclude_self: bool = False,
+    self_rows: np.ndarray | None = None,
     metric: str = "l2",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest (or farthest) rows of `reference` (N, D) for each of `queries` (Q, D).
 
     `exclude_self=True` means the queries ARE the reference rows, in order: a row is never its own neighbour.
+    `self_rows` (Q,) says the same of some rows: query i is reference row self_rows[i], never its own neighbour.
     Returns (distances (Q, k) float32, true L2 or cosine distances; rows (Q, k) int64 row positions in reference).
+
+        >>> import numpy as np
+        >>> x = np.array([[0.0], [1.0], [3.0]], dtype=np.float32)
+        >>> distances, rows = knn(x, x, 1, exclude_self=True)
+        >>> rows.ravel().tolist(), distances.ravel().tolist()
+        ([1, 0, 1], [1.0, 1.0, 2.0])
     """
     check_options(metric, "flat", farthest)
     reference, queries = np.asarray(reference), np.asarray(queries)
@@ -422,11 +427,18 @@ def knn(
         raise SearchError(
             f"exclude_self needs the queries to be the {len(reference)} reference rows, got {len(queries)}"
         )
-    check_query(len(reference), reference.shape[1], queries, k, exclude_self=exclude_self)
+    if self_rows is not None:
+        self_rows = np.asarray(self_rows, dtype=np.int64).reshape(-1)
+        if len(self_rows) != len(queries) or not ((self_rows >= 0) & (self_rows < len(reference))).all():
+            raise SearchError(f"self_rows must be {len(queries)} row positions of the {len(reference)} reference rows")
+    excluding = exclude_self or self_rows is not None
+    check_query(len(reference), reference.shape[1], queries, k, exclude_self=excluding)
     if not np.isfinite(reference).all():
         raise SearchError("reference contains NaN or inf")
     reference = prepare(reference, metric)
     if exclude_self:
         return self_knn(reference, k, farthest=farthest, metric=metric)
     index = build_index(reference, "flat", metric, farthest=farthest)
-    return search_index(index, "flat", reference, prepare(queries, metric), k, farthest=farthest, metric=metric)
+    return search_index(
+        index, "flat", reference, prepare(queries, metric), k, farthest=farthest, metric=metric, self_rows=self_rows
+    )

@@ -17,9 +17,9 @@ from urllib.parse import quote, unquote
 import numpy as np
 
 from embedkit._util.atomic import atomic_path, check_output
+from embedkit._util.progress import ProgressFn
 from embedkit.errors import ConfigError, DiskFullError, SearchError, StoreError
 from embedkit.search.arrays import (
-    ProgressFn,
     build_index,
     check_options,
     check_query,

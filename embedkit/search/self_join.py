@@ -17,10 +17,11 @@ against about 10 s for a flat FAISS search.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from embedkit._util.progress import ProgressFn
 
 BLOCK_ROWS = 2048  # block side: a (2048, 2048) float32 score block is 16 MiB; two are in flight
 
@@ -32,7 +33,7 @@ def self_join_rows(
     farthest: bool = False,
     metric: str = "l2",
     block_rows: int = BLOCK_ROWS,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows (N, k) int64 of the k nearest (farthest) other rows of each row of `reference` (N, D), unordered,
     and each row's worst score among them (N,) float32: no other row scored better in float32.

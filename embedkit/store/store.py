@@ -22,7 +22,7 @@ as it was; readers see the old or the new file, never a mix. Reads go chunk by c
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from embedkit._util.atomic import check_regular_file
+from embedkit._util.progress import ProgressFn
 from embedkit.errors import StoreError
 from embedkit.store.reader import CHECK_ROWS, checked_chunks, gather, read_column, row_positions
 from embedkit.store.schema import (
@@ -226,7 +227,7 @@ class Store:
         check_finite(where, emb, 0, rows=unique)
         return GroupData(group, emb[order], labels[order], ids[order], info.attrs)
 
-    def verify(self, group: str, on_progress: Callable[[int, int], None] | None = None) -> GroupInfo:
+    def verify(self, group: str, on_progress: ProgressFn | None = None) -> GroupInfo:
         """Check a group's values (finite, unique ids) without keeping it in memory; returns its info."""
         with self._open() as h5:
             info = group_info(self.path, h5, group)
@@ -303,7 +304,7 @@ def add_npy(
     *,
     attrs: dict[str, Any] | None = None,
     overwrite: bool = False,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> GroupInfo:
     """Add a group from `.npy` files: embeddings (N, D), optional labels (N,) and ids (N,).
 

@@ -15,14 +15,13 @@ later flush inside HDF5.
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
 import uuid
 from pathlib import Path
 
 import numpy as np
 
 from embedkit._util import atomic
+from embedkit._util.signals import DeferredCtrlC
 from embedkit.errors import DiskFullError, StoreError
 from embedkit.store.reader import check_intact
 from embedkit.store.schema import (
@@ -212,37 +211,6 @@ class SingleGroupTransaction:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         return self._transaction.__exit__(exc_type, exc, tb)
-
-
-class DeferredCtrlC:
-    """While a group is written, the first Ctrl-C only sets a flag, checked between chunks (`check`).
-
-    A KeyboardInterrupt raised while h5py runs a weakref callback is printed and dropped by Python, so the
-    write would go on and commit; checked here, it abandons the write at the next chunk. A second Ctrl-C
-    interrupts at once. Only in the main thread (where Python delivers signals).
-    """
-
-    def __init__(self):
-        self.pressed = False
-        self._previous = None
-
-    def install(self) -> None:
-        if threading.current_thread() is threading.main_thread() and self._previous is None:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-
-    def _handler(self, signum, frame) -> None:
-        if self.pressed:
-            raise KeyboardInterrupt
-        self.pressed = True
-
-    def check(self) -> None:
-        if self.pressed:
-            raise KeyboardInterrupt
-
-    def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
 
 
 def new_copy(store, tmp: Path, groups: tuple[str, ...], overwrite: bool):

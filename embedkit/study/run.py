@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedkit._util.progress import ProgressFn
 from embedkit.data.sources import load_images
 from embedkit.provenance import code_version
 from embedkit.study.plan import StudyPaths, StudyPlan
@@ -47,7 +48,7 @@ def run_study(
     data_root: Path | None = None,
     device: str = "auto",
     on_event: Callable[[str, Stage, object], None] | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> StudyResult:
     """Run (or resume) every stage of the study and write the report."""
     for dataset, split in (("cifar10", "train"), ("cifar10", "test"), ("mnist", "test")):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
+from embedkit._util.progress import ProgressFn
 from embedkit.baselines.laplacian import fit_laplacian_to_store
 from embedkit.baselines.latent import LatentConfig, fit_latent_to_store
 from embedkit.data.sources import load_images
@@ -19,11 +19,9 @@ from embedkit.training.config import make_config
 from embedkit.training.encode import encode_to_store
 from embedkit.training.loop import train
 
-Progress = Callable[[int, int], None] | None
-
 
 def build_stages(
-    plan, paths, *, data_root: Path | None, device: str, on_progress: Progress, records: dict[str, StageRecord]
+    plan, paths, *, data_root: Path | None, device: str, on_progress: ProgressFn | None, records: dict[str, StageRecord]
 ) -> list[Stage]:
     """Every stage in order; `records` is filled by the runner as stages finish (the report reads it)."""
     data = {

@@ -127,27 +127,41 @@ def diverged(run: str, what: str, values: dict[str, float], epoch: int, epochs: 
     )
 
 
-def validate_config(config: TrainConfig) -> TrainConfig:
-    """Return `config` unchanged, or raise ConfigError naming the first bad value."""
-    checks = [
-        *finite_checks(config, ("lr", "weight_decay", "warmup_epochs", "lam", "mu", "nu")),
-        (config.encoder in ENCODER_KINDS, f"encoder {config.encoder!r} (known: {', '.join(ENCODER_KINDS)})"),
-        (config.optimizer in OPTIMIZERS, f"optimizer {config.optimizer!r} (known: {', '.join(OPTIMIZERS)})"),
-        (config.schedule in SCHEDULES, f"schedule {config.schedule!r} (known: {', '.join(SCHEDULES)})"),
+def vicreg_fit_checks(config) -> list[tuple[bool, str]]:
+    """(ok, message) for what any VICReg fit needs (an encoder's training or latent optimization): finite, positive
+    numbers, non-negative loss weights, batches of at least 2 (the loss needs variances)."""
+    return [
+        *finite_checks(config, ("lr", "lam", "mu", "nu")),
         (config.epochs >= 1, f"epochs {config.epochs}: must be at least 1"),
         (config.batch_size >= 2, f"batch size {config.batch_size}: must be at least 2 (the loss needs variances)"),
         (config.lr > 0, f"learning rate {config.lr}: must be positive"),
         (config.dim >= 1, f"dim {config.dim}: must be positive"),
-        (config.subset is None or config.subset >= 2, f"subset {config.subset}: must be at least 2 images"),
         (min(config.lam, config.mu, config.nu) >= 0, "loss weights lam, mu, nu must be non-negative"),
+    ]
+
+
+def raise_first(checks: list[tuple[bool, str]]) -> None:
+    """ConfigError with the message of the first failed (ok, message) check."""
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def validate_config(config: TrainConfig) -> TrainConfig:
+    """Return `config` unchanged, or raise ConfigError naming the first bad value."""
+    checks = [
+        *finite_checks(config, ("weight_decay", "warmup_epochs")),
+        *vicreg_fit_checks(config),
+        (config.encoder in ENCODER_KINDS, f"encoder {config.encoder!r} (known: {', '.join(ENCODER_KINDS)})"),
+        (config.optimizer in OPTIMIZERS, f"optimizer {config.optimizer!r} (known: {', '.join(OPTIMIZERS)})"),
+        (config.schedule in SCHEDULES, f"schedule {config.schedule!r} (known: {', '.join(SCHEDULES)})"),
+        (config.subset is None or config.subset >= 2, f"subset {config.subset}: must be at least 2 images"),
         (config.weight_decay >= 0, f"weight decay {config.weight_decay}: must be non-negative"),
         (config.warmup_epochs >= 0, f"warm-up epochs {config.warmup_epochs}: must be non-negative"),
         (config.test_images >= 0, f"test images {config.test_images}: must be non-negative (0: no test losses)"),
         (config.positives is not None or not config.augment_positives, "augment_positives needs a positives file"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
+    raise_first(checks)
     return config
 
 

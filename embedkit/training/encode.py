@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from embedkit._util.progress import ProgressFn
+from embedkit._util.sampling import seeded_rows
 from embedkit.data.sources import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     check_subset_size,
-    chosen_rows,
     image_digest,
     load_images,
     normalize,
@@ -25,7 +26,6 @@ from embedkit.errors import ConfigError, StoreError
 from embedkit.store.store import open_store
 from embedkit.training.models import file_digest, load_checkpoint
 
-Progress = Callable[[int, int], None] | None
 DEFAULT_PREPROCESSING = {"size": 32, "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)}
 
 
@@ -35,7 +35,7 @@ def encode_images(
     *,
     batch_size: int = 512,
     device: str = "auto",
-    on_progress: Progress = None,
+    on_progress: ProgressFn | None = None,
 ) -> np.ndarray:
     """(N, H, W, C) uint8 images -> (N, D) float32 embeddings, in eval mode without gradients.
 
@@ -60,7 +60,7 @@ def iter_embeddings(
     *,
     batch_size: int = 512,
     device: str = "auto",
-    on_progress: Progress = None,
+    on_progress: ProgressFn | None = None,
     done_before: int = 0,
     total: int | None = None,
 ) -> Iterator[np.ndarray]:
@@ -99,7 +99,7 @@ def encode_to_store(
     overwrite: bool = False,
     subset: int | None = None,
     seed: int = 0,
-    on_progress: Progress = None,
+    on_progress: ProgressFn | None = None,
 ) -> list[str]:
     """Encode each split of `dataset` with the checkpoint's encoder into group `<dataset>/<split>` of the store.
 
@@ -125,7 +125,7 @@ def encode_to_store(
         "checkpoint_digest": file_digest(checkpoint),
         "config": config,  # stored as JSON text, read back as a dict
     }
-    rows = [chosen_rows(len(s.images), subset, seed) for s in image_sets]
+    rows = [seeded_rows(len(s.images), subset, seed) for s in image_sets]
     total, done = sum(len(r) for r in rows), 0
     with store.transaction(groups, overwrite=overwrite) as transaction:  # every split lands, or none
         for image_set, group, split_rows in zip(image_sets, groups, rows):

@@ -12,11 +12,8 @@ which is saved before the KeyboardInterrupt propagates.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -26,7 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from embedkit.data.sources import subset_rows, to_rgb32
+from embedkit._util.progress import ProgressFn
+from embedkit._util.sampling import seeded_rows
+from embedkit._util.signals import DeferredCtrlC
+from embedkit.data.sources import to_rgb32
 from embedkit.device import pick_device
 from embedkit.errors import CheckpointError, ConfigError, TrainingError
 from embedkit.provenance import code_version
@@ -90,7 +90,7 @@ def train(
     *,
     resume: bool = False,
     device: str = "auto",
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressFn | None = None,
     on_log: Callable[[dict], None] | None = None,
     command: list[str] | None = None,
 ) -> TrainResult:
@@ -197,7 +197,7 @@ class _Loop:
     def run(self) -> tuple[dict, dict | None]:
         """Step until the last epoch ends; on Ctrl-C (deferred to a step boundary) save, then re-raise."""
         last_train, last_test, session = {}, None, self.session
-        with open(self.log_path, "a") as self.log, _deferred_sigint() as pressed:
+        with open(self.log_path, "a") as self.log, DeferredCtrlC() as ctrl_c:
             at_boundary = True
             try:
                 while session.step < self.total_steps:
@@ -216,8 +216,7 @@ class _Loop:
                         last_test = self._end_epoch(epoch) or last_test
                     if self.on_progress is not None:
                         self.on_progress(session.step, self.total_steps)
-                    if pressed:
-                        raise KeyboardInterrupt
+                    ctrl_c.check()
             except KeyboardInterrupt:
                 if at_boundary:
                     self._save()
@@ -297,8 +296,7 @@ def make_pair_source(
         )
     covered, table = read_neighbour_table(config.positives, len(images), origin)
     if len(covered) < len(images):  # pairs made on a sample of the split: its rows are the anchors
-        rows = subset_rows(len(covered), config.subset, config.seed)
-        anchor_rows = covered if rows is None else covered[rows]
+        anchor_rows = covered[seeded_rows(len(covered), config.subset, config.seed)]
     return NeighbourPairs(
         images, table, config.views, device, anchor_rows=anchor_rows, augment=config.augment_positives
     )
@@ -319,13 +317,14 @@ def _train_rows(config: TrainConfig, images: np.ndarray) -> np.ndarray | None:
     """Rows of the training images trained on: None for all, or a seeded sorted subset of `config.subset`."""
     if len(images) < 2:
         raise ConfigError(f"{len(images)} training image(s): VICReg needs at least 2")
-    return subset_rows(len(images), config.subset, config.seed)
+    if config.subset is None or config.subset >= len(images):
+        return None
+    return seeded_rows(len(images), config.subset, config.seed)
 
 
 def _sample(images: np.ndarray, n: int | None, seed: int) -> np.ndarray:
     """`n` images drawn without replacement with `seed`, in their original order (all of them if n is None or more)."""
-    rows = subset_rows(len(images), n, seed)
-    return images if rows is None else images[rows]
+    return images if n is None or n >= len(images) else images[seeded_rows(len(images), n, seed)]
 
 
 def _epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -438,23 +437,3 @@ def _truncate_log(log_path: Path, step: int) -> None:
         if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
             kept.append(line)
     log_path.write_text("".join(line + "\n" for line in kept))
-
-
-@contextlib.contextmanager
-def _deferred_sigint():
-    """Ctrl-C only sets a flag (checked at step boundaries); a second Ctrl-C interrupts at once."""
-    pressed: list[bool] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield pressed
-        return
-
-    def handler(signum, frame):
-        if pressed:
-            raise KeyboardInterrupt
-        pressed.append(True)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield pressed
-    finally:
-        signal.signal(signal.SIGINT, previous)
