@@ -144,23 +144,31 @@ def test_linear_probe_agrees_with_the_cli(store_path, runner, cli_app):
     assert cli["stores"][0]["accuracy"] == pytest.approx(api.accuracy)
 
 
-def test_every_public_name_has_a_docstring_with_an_example():
+def test_every_public_name_has_a_docstring_with_an_example_that_runs(tmp_path, monkeypatch):
+    """help(embedkit) lists the API; each public name's docstring has an example, and the examples that do not need
+    real data or a checkpoint run and print what they show (doctest)."""
+    import doctest
+
     text = pydoc.render_doc(embedkit, renderer=pydoc.plaintext)
     assert "open_store" in text and "KNNDetector" in text
-    for name in (
-        "open_store",
-        "Store",
-        "knn",
-        "KNNDetector",
-        "linear_probe",
-        "train",
-        "TrainConfig",
-        "encode",
-        "vicreg_loss",
-        "make_config",
-    ):
-        doc = inspect.getdoc(getattr(embedkit, name)) or ""
-        assert len(doc) > 40, name
+    monkeypatch.chdir(tmp_path)
+    finder, runner = doctest.DocTestFinder(recurse=False), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    public = [name for name in embedkit.__all__ if not name.endswith("Error") and name != "__version__"]
+    assert {"open_store", "Store", "knn", "KNNDetector", "linear_probe", "train", "TrainConfig", "encode"} <= set(
+        public
+    )
+    for name in [*public, "embedkit"]:
+        obj = embedkit if name == "embedkit" else getattr(embedkit, name)
+        doc = inspect.getdoc(obj) or ""
+        assert ">>>" in doc, f"{name}: no example in its docstring"
+        for test in finder.find(obj, name, module=inspect.getmodule(obj)):
+            runner.run(test)
+    assert runner.failures == 0 and runner.tries >= 10, runner.summarize()
+    for package in ("data", "store", "search", "training", "eval"):
+        module = __import__(f"embedkit.{package}", fromlist=["_"])
+        for test in finder.find(module, package):
+            runner.run(test)
+    assert runner.failures == 0, runner.summarize()
 
 
 def test_knn_leaves_each_query_out_of_its_own_neighbours_by_row(rng):

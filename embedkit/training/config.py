@@ -16,7 +16,14 @@ SCHEDULES = ("constant", "cosine")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines a training run; saved in every checkpoint and store written from it."""
+    """Everything that determines a training run; saved in every checkpoint and store written from it.
+
+    >>> config = TrainConfig(epochs=2, batch_size=64)
+    >>> config.encoder, config.lam, config.mu, config.nu
+    ('small', 25.0, 25.0, 1.0)
+    >>> TrainConfig.from_dict(config.to_dict()) == config
+    True
+    """
 
     preset: str = "cpu"
     dataset: str = "cifar10"
@@ -84,7 +91,12 @@ PRESETS: dict[str, dict] = {
 
 
 def make_config(preset: str = "auto", **overrides) -> TrainConfig:
-    """A validated TrainConfig: `preset` ("auto": gpu when CUDA is available, else cpu) plus non-None overrides."""
+    """A validated TrainConfig: `preset` ("auto": gpu when CUDA is available, else cpu) plus non-None overrides.
+
+    >>> config = make_config("cpu", epochs=2, lr=None)     # None keeps the preset's value
+    >>> config.encoder, config.epochs, config.lr
+    ('small', 2, 0.001)
+    """
     if preset == "auto":
         import torch
 

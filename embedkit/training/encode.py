@@ -41,6 +41,13 @@ def encode_images(
 
     Images go through `to_rgb32` and the encoder's `preprocessing` (resize to its training size, normalise with
     its mean/std; a checkpoint's encoder carries it, the CIFAR-10 statistics otherwise).
+
+        >>> import embedkit
+        >>> from embedkit.data import load_images
+        >>> from embedkit.training import load_checkpoint
+        >>> encoder, config = load_checkpoint("embedkit-work/runs/vicreg-cpu/last.pt")   # doctest: +SKIP
+        >>> embedkit.encode(encoder, load_images("cifar10", "test").images).shape      # doctest: +SKIP
+        (10000, 128)
     """
     chunks = list(iter_embeddings(encoder, images, batch_size=batch_size, device=device, on_progress=on_progress))
     if not chunks:

@@ -99,9 +99,19 @@ def train(
     `command` (the command line that asked for this, e.g. `sys.argv`) is appended to `runs.jsonl` with the time and
     the code version (`embedkit.provenance.code_version()`), one line per start or resume, so a run folder says
     how it was made.
+
     train_images / test_images: (N, H, W, C) uint8 arrays or `ImageSet`s (resized to 32x32 RGB); test may be None.
     `on_progress(step, total_steps)` and `on_log(record)` are called after every step (records are the JSON lines).
-    Raises ConfigError for a bad config or a resume whose checkpoint was made with another config.
+    Raises ConfigError for a bad config or a resume whose checkpoint was made with another config, TrainingError
+    when the loss diverges (the last good checkpoint is kept).
+
+        >>> import embedkit
+        >>> from embedkit.data import load_images
+        >>> config = embedkit.make_config("cpu", epochs=1, subset=5000)        # doctest: +SKIP
+        >>> result = embedkit.train(config, "runs/quick", load_images("cifar10", "train"),
+        ...                         load_images("cifar10", "test"))            # doctest: +SKIP
+        >>> result.checkpoint, result.images_per_s                              # doctest: +SKIP
+        (PosixPath('runs/quick/last.pt'), 197.3)
     """
     validate_config(config)
     run_dir = Path(run_dir)

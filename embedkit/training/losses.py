@@ -78,6 +78,11 @@ def vicreg_loss(
 
     z1, z2: (N, D) projections of the two views, N >= 2. Computed in float32 even when the projections come from
     mixed precision. Unlike the official code, the variance terms are NOT halved (the mission's formula).
+
+        >>> import torch
+        >>> terms = vicreg_loss(torch.zeros(8, 4), torch.zeros(8, 4))   # both views collapsed to one point
+        >>> float(terms.invariance), round(float(terms.variance), 4), float(terms.covariance)
+        (0.0, 1.98, 0.0)
     """
     z1, z2 = z1.float(), z2.float()
     invariance = invariance_loss(z1, z2)
