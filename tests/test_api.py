@@ -154,9 +154,8 @@ def test_every_public_name_has_a_docstring_with_an_example_that_runs(tmp_path, m
     monkeypatch.chdir(tmp_path)
     finder, runner = doctest.DocTestFinder(recurse=False), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     public = [name for name in embedkit.__all__ if not name.endswith("Error") and name != "__version__"]
-    assert {"open_store", "Store", "knn", "KNNDetector", "linear_probe", "train", "TrainConfig", "encode"} <= set(
-        public
-    )
+    expected = {"open_store", "Store", "knn", "KNNDetector", "linear_probe", "train", "TrainConfig", "encode"}
+    assert expected <= set(public)
     for name in [*public, "embedkit"]:
         obj = embedkit if name == "embedkit" else getattr(embedkit, name)
         doc = inspect.getdoc(obj) or ""
