@@ -131,3 +131,12 @@ def test_no_public_name_shadows_a_module():
         parent, _, leaf = name.rpartition(".")
         if parent and leaf != "__init__":
             assert inspect.ismodule(getattr(sys.modules[parent], leaf)), f"{parent}.{leaf} is not the module"
+
+
+def test_every_subpackage_is_listed_for_installation():
+    """pyproject lists the packages explicitly (cli/ installs as embedkit_cli): a new subpackage must be added."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {module_name(init) for init in PACKAGE.rglob("__init__.py")} | {"embedkit_cli"}
+    assert listed == found
