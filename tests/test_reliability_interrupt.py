@@ -165,7 +165,7 @@ def test_add_interrupted_keeps_the_store_and_reruns(tmp_path, rng, old_store, si
     record_interruption()
 
 
-@pytest.mark.slow  # about 5 s each: a 20,000-row self-join is interrupted mid-way
+@pytest.mark.slow  # about 5 s each: a 30,000-row self-join is interrupted mid-way
 @pytest.mark.parametrize("sig", SIGNALS)
 def test_pairs_interrupted_keeps_the_old_pairs_file_and_reruns(tmp_path, rng, old_store, sig):
     import h5py
