@@ -7,7 +7,8 @@ import pytest
 from eval_helpers import CLASS_NAMES, blobs, make_image_folder
 
 from embedkit.errors import DataError, SearchError, StoreError
-from embedkit.eval.retrieval import load_group_images, neighbours_of_rows, pick_queries, retrieve_store
+from embedkit.eval.retrieval import load_group_images, pick_queries, retrieve_store
+from embedkit.search import knn
 
 
 def test_pick_queries_takes_per_class_seeded_rows():
@@ -24,7 +25,7 @@ def test_pick_queries_takes_per_class_seeded_rows():
 def test_neighbours_match_brute_force_and_never_return_the_query(rng, farthest):
     x = rng.normal(size=(80, 5)).astype(np.float32)
     queries = np.array([0, 17, 79])
-    distances, rows = neighbours_of_rows(x, queries, 6, farthest=farthest)
+    distances, rows = knn(x, x[queries], 6, self_rows=queries, farthest=farthest)
     full = np.linalg.norm(x[queries, None] - x[None], axis=2)
     full[np.arange(3), queries] = -np.inf if farthest else np.inf  # the query itself is never an answer
     expected = np.argsort(-full if farthest else full, axis=1)[:, :6]
@@ -35,15 +36,15 @@ def test_neighbours_match_brute_force_and_never_return_the_query(rng, farthest):
 def test_an_exact_duplicate_is_a_neighbour_but_the_query_is_not(rng):
     x = rng.normal(size=(20, 3)).astype(np.float32)
     x[7] = x[3]
-    distances, rows = neighbours_of_rows(x, np.array([3, 7]), 2)
+    distances, rows = knn(x, x[[3, 7]], 2, self_rows=[3, 7])
     assert list(rows[:, 0]) == [7, 3]
     np.testing.assert_array_equal(distances[:, 0], [0, 0])
 
 
 def test_k_must_leave_room_for_the_query(rng):
     x = rng.normal(size=(5, 3)).astype(np.float32)
-    with pytest.raises(SearchError, match="between 1 and 4"):
-        neighbours_of_rows(x, np.array([0]), 5)
+    with pytest.raises(SearchError, match="at most k=4 .a row is never its own neighbour"):
+        knn(x, x[[0]], 5, self_rows=[0])
 
 
 def _store(tmp_path, rng, name="a.h5", ids=None):

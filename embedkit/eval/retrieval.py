@@ -30,19 +30,6 @@ def pick_queries(labels: np.ndarray, per_class: int, seed: int = 0) -> np.ndarra
     return np.concatenate(picked) if picked else np.zeros(0, np.int64)
 
 
-def neighbours_of_rows(
-    embeddings: np.ndarray, query_rows: np.ndarray, k: int, *, farthest: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """The k nearest (or farthest) rows (Q, k) of `embeddings` (N, D) for its rows `query_rows`, never the query.
-
-    Returns (distances (Q, k) float32 true L2, rows (Q, k) int64), nearest first (farthest first with `farthest`).
-    """
-    n = len(embeddings)
-    if not 1 <= k <= n - 1:
-        raise SearchError(f"k={k}: the group has {n} rows, so k must be between 1 and {n - 1}")
-    return knn(embeddings, embeddings[query_rows], k, farthest=farthest, self_rows=query_rows)
-
-
 @dataclass(frozen=True)
 class Retrieval:
     """Queries of one store group and their neighbours, as the group's ids (Q,), (Q, k) and distances (Q, k)."""
@@ -108,8 +95,8 @@ def retrieve_store(
             query_ids, f"group '{group}' of {store_path} (the stores compared must hold the same images)"
         )
     with about(store_path, group):
-        near_d, near = neighbours_of_rows(data.embeddings, query_rows, k)
-        far_d, far = neighbours_of_rows(data.embeddings, query_rows, k, farthest=True)
+        near_d, near = knn(data.embeddings, data.embeddings[query_rows], k, self_rows=query_rows)
+        far_d, far = knn(data.embeddings, data.embeddings[query_rows], k, self_rows=query_rows, farthest=True)
     return Retrieval(
         name=Path(store_path).stem,
         group=group,
