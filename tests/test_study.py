@@ -121,6 +121,14 @@ def test_page_loads_every_image_in_a_real_browser_offline(smoke_study, chromium)
     assert broken == []
     assert log.console_errors == [] and log.page_errors == []
     assert log.network_requests == [], "the report must load nothing from the network"
+    widths = page.evaluate("[...document.querySelectorAll('figure img')].map(i => i.getBoundingClientRect().width)")
+    assert widths and min(widths) >= 900, f"figures shown narrower than 900 px at 1280 px: {widths}"
+    # The explorer of the VICReg store is linked, and opens alone with no error and no request.
+    explorer = page.get_attribute("a.explorer", "href")
+    page.context.close()
+    page, log = open_page(chromium, study / "report" / explorer, wait_for="window.explorer && window.explorer.ready")
+    assert page.evaluate("window.explorer.ids.length") > 0
+    assert log.console_errors == [] and log.page_errors == [] and log.other_files == []
     page.context.close()
 
 
