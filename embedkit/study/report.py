@@ -78,7 +78,8 @@ CAPTIONS = {
     "retrieval": "One query image per class, its 5 nearest and its 5 farthest train images (L2) in each model. The "
     "farthest are the few images at the rim of the embedding, so they repeat from query to query.",
     "roc": "ROC curves of the kNN anomaly score: CIFAR-10 test images (normal) against MNIST digits (anomalous).",
-    "top-anomalies": "The images with the highest kNN anomaly scores in each model.",
+    "top-anomalies": "The images with the highest kNN anomaly scores in each model: first the most unusual "
+    "CIFAR-10 test images, then the most unusual MNIST digits.",
     "clusters": "k-means clusters of the CIFAR-10 test embeddings (left of each pair) beside the true classes.",
 }
 SHORT_RUN_EPOCHS = 50
