@@ -63,13 +63,17 @@ def test_the_reading_is_generated_from_the_numbers(tmp_path):
         "laplacian": {"linear_probe": 0.12},
     }
     text = _text(_write(tmp_path, collapsed, plan))
-    assert "effective rank goes from 40.0 (VICReg) to 1.5: the embeddings collapse" in text
+    assert "effective rank goes from 40.0 (VICReg) to 1.5: the embeddings collapse into far fewer" in text
     assert "no-variance separates MNIST from CIFAR-10 best (0.900)" in text
     assert "vicreg the highest linear-probe accuracy (0.700)" in text
     assert "laplacian 0.120" in text
     assert "Smoke run" not in text and "Short run" not in text
+    collapsed["no-variance"]["effective_rank"] = 33.0
+    assert "40.0 (VICReg) to 33.0: somewhat fewer dimensions, not (yet) a collapse" in _text(
+        _write(tmp_path, collapsed, plan)
+    )
     collapsed["no-variance"]["effective_rank"] = 41.0
-    assert "no collapse shows yet" in _text(_write(tmp_path, collapsed, plan))
+    assert "no collapse shows" in _text(_write(tmp_path, collapsed, plan))
 
 
 def test_every_metric_is_defined_with_its_direction_and_every_row_names_its_method(tmp_path):

@@ -87,7 +87,7 @@ SHORT_RUN_EPOCHS = 50
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
-th:first-child,td:first-child,td.text{text-align:left}th small{font-weight:normal;color:#666}
+th:first-child,td:first-child,.text{text-align:left}th small{font-weight:normal;color:#666}
 figure{margin:1.5em 0}figure img{width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#444;margin-top:.3em}.caveat{background:#fff4d6;border-left:4px solid #e0a800;padding:.6em 1em}
 dt{font-weight:600}dd{margin:0 0 .5em 1.5em}pre{background:#f6f6f6;padding:.6em;overflow:auto;font-size:.8em}
@@ -134,7 +134,7 @@ def _results_table(models: dict[str, dict], env: dict) -> str:
         f"<dt>{label} ({direction})</dt><dd>{html.escape(text)}</dd>" for _, label, text, direction in METRICS
     )
     return (
-        f"<table><tr><th>model</th><th>method</th>{head}<th>seed report's linear probe<br>"
+        f"<table><tr><th>model</th><th class='text'>method</th>{head}<th>seed report's linear probe<br>"
         f"<small>ResNet-18, long training</small></th></tr>{''.join(rows)}</table>"
         "<p><small>The last column is from the seed report this study follows: its encoder (ResNet-18) and its "
         "training (hundreds of epochs) differ from this run's, so compare directions, not values.</small></p>"
@@ -148,7 +148,12 @@ def _reading(models: dict[str, dict]) -> str:
     lines = []
     rank_v, rank_nv = get("vicreg", "effective_rank"), get("no-variance", "effective_rank")
     if rank_v is not None and rank_nv is not None:
-        verdict = "the embeddings collapse into fewer dimensions" if rank_nv < rank_v else "no collapse shows yet"
+        if rank_nv < rank_v / 2:
+            verdict = "the embeddings collapse into far fewer dimensions"
+        elif rank_nv < rank_v:
+            verdict = "somewhat fewer dimensions, not (yet) a collapse"
+        else:
+            verdict = "no collapse shows"
         lines.append(
             f"Without the variance term the effective rank goes from {rank_v:.1f} (VICReg) to {rank_nv:.1f}: {verdict}."
         )
