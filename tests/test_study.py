@@ -83,6 +83,10 @@ def test_smoke_study_runs_every_stage_and_writes_the_report(smoke_study):
         "figures",
     }
     assert expected_stages <= set(results["stages"])
+    from embedkit.training.models import build_encoder
+
+    expected = sum(p.numel() for p in build_encoder("small").parameters())  # the cpu preset's encoder
+    assert results["environment"]["encoder"] == {"kind": "small", "parameters": expected}
     # The colour-coded classes are linearly separable even in raw pixels: the baseline must find that.
     assert results["models"]["laplacian"]["linear_probe"] > 0.5
     payload = json.loads(first.stdout.strip().splitlines()[-1])
