@@ -1,5 +1,5 @@
-"""Evaluation commands: probe, retrieve, anomaly, cluster and `plot map`. Each reads one or more stores, calls the
-library, prints a table (or one JSON object with --json) and writes its figures as PNG files into --out."""
+"""Evaluation commands: probe, retrieve, anomaly, cluster, `plot map` and explore. Each reads one or more stores,
+calls the library, prints a table (or one JSON object with --json) and writes its figures (PNG) or page (HTML)."""
 
 from __future__ import annotations
 
@@ -334,3 +334,51 @@ def cluster(
     if sampled:
         console.print(f"silhouettes on a seeded sample of {results[0]['silhouette_points']:,} points")
     console.print(f"figure -> {figure}")
+
+
+@app.command("explore")
+def explore(
+    stores: StoresArgument = None,
+    group: Annotated[str, typer.Option("--group", "-g", help="Group to explore.")] = "cifar10/test",
+    method: Annotated[str, typer.Option("--method", help="2-D map: pca (instant) or tsne (slower, tighter).")] = "pca",
+    k: Annotated[
+        int, typer.Option("--k", "-k", min=1, help="Nearest and farthest images stored per point (exact L2).")
+    ] = 5,
+    clusters: Annotated[int, typer.Option("--clusters", min=2, help="k-means clusters to colour by.")] = 10,
+    max_points: MaxPointsOption = 10_000,
+    seed: SeedOption = 0,
+    data_root: DataRootOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help=r"The HTML file \[default: <workspace>/explore/<group>-<method>.html].", show_default=False
+        ),
+    ] = None,
+    workspace: WorkspaceOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """One offline HTML page to browse a group: its 2-D map, each image's neighbours, a switch between stores."""
+    from embedkit.eval.explore import write_explorer
+    from embedkit.workspace import Workspace
+
+    out_path = out if out is not None else Workspace.at(workspace).explorer_page(group, method)
+    with _status(f"{method} map, neighbours and thumbnails of {group}", json_out):
+        page = write_explorer(
+            _stores(stores, workspace),
+            group,
+            out_path,
+            method=method,
+            k=k,
+            n_clusters=clusters,
+            max_points=max_points,
+            seed=seed,
+            data_root=data_root,
+        )
+    if json_out:
+        print_json(page.to_dict())
+        return
+    console.print(
+        f"explorer of {group} ({page.n_points:,} points, {len(page.models)} model(s), "
+        f"{page.size_bytes / 1e6:.1f} MB) -> {page.path}",
+        highlight=False,
+    )

@@ -52,6 +52,10 @@ class Workspace:
         """Where a command's figures go by default: `figures/<command>/`."""
         return self.root / "figures" / command
 
+    def explorer_page(self, group: str, method: str) -> Path:
+        """Where `explore` writes a group's page by default: `explore/<group>-<method>.html`."""
+        return self.root / "explore" / f"{group.replace('/', '-')}-{method}.html"
+
     def run_dir(self, run_dir: Path | None, *, resume: bool, preset: str) -> Path:
         """The run folder a training writes: `run_dir` if given, else the latest run (resume) or a new one."""
         if run_dir is not None:

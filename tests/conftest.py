@@ -40,3 +40,16 @@ def real_data_root() -> Path:
     if not root or not Path(root).is_dir():
         pytest.skip("EMBEDKIT_DATA is not set to a folder with the real CIFAR-10 / MNIST files")
     return Path(root)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Chromium (the system's, driven by Playwright), shared by the session's browser tests."""
+    from browser_helpers import launch_chromium
+
+    reason = "playwright is not installed: pip install -e '.[test]'"
+    sync_api = pytest.importorskip("playwright.sync_api", reason=reason)
+    with sync_api.sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()

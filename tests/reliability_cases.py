@@ -36,6 +36,7 @@ STORE_READERS = {
     ),
     "cluster": ("cluster", "{S}", "-g", "toy/train", "-k", "3", "--map", "pca", "--out", "{root}/out"),
     "plot-map": ("plot", "map", "{S}", "-g", "toy/train", "--out", "{root}/out"),
+    "explore": ("explore", "{S}", "-g", "toy/train", "--out", "{root}/out/explore.html"),
     "compare": ("compare", "{S}", "--device", "cpu"),
 }
 STORE_WRITERS = {
@@ -689,6 +690,23 @@ VALUE_CASES = [
         "{afile}/figs",
         names="afile.txt",
     ),
+    # ---- explore
+    C("explore-wrong-group", "explore", "{store}", "-g", "toy/nope", "--out", "{root}/out/e.html", names="'toy/nope'"),
+    C(
+        "explore-unknown-method",
+        "explore",
+        "{store}",
+        "-g",
+        "toy/train",
+        "--method",
+        "umap",
+        "--out",
+        "{root}/out/e.html",
+        names="'umap'",
+    ),
+    C("explore-out-is-the-store", "explore", "{store}", "-g", "toy/train", "--out", "{store}", names="store.h5"),
+    C("explore-out-is-a-text-file", "explore", "{store}", "-g", "toy/train", "--out", "{afile}", names="afile.txt"),
+    C("explore-empty-group", "explore", "{store}", "-g", "toy/empty", "--out", "{root}/out/e.html", names="toy/empty"),
     # ---- plot map
     C("plot-map-wrong-group", "plot", "map", "{store}", "-g", "toy/nope", "--out", "{root}/out", names="'toy/nope'"),
     C(

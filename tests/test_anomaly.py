@@ -113,3 +113,16 @@ def test_missing_ood_group_is_encoded_with_the_checkpoint(tmp_path, rng, monkeyp
     result = anomaly_store(path, "mnist", k=2)
     assert calls == [(checkpoint, "mnist", ["test"], path)]
     assert result.encoded and result.result.n_ood == 20 and result.result.roc_auc == 1.0
+
+
+def test_top_anomalies_of_the_normal_and_the_ood_set_apart():
+    from embedkit.eval.anomaly import AnomalyResult, StoreAnomaly
+
+    scores = np.array([0.9, 5.0, 0.1, 7.0, 0.5, 6.0], np.float32)
+    is_ood = np.array([False, True, False, True, False, True])
+    result = AnomalyResult(2, 1.0, 10, 3, 3, scores, is_ood, np.zeros(2), np.zeros(2))
+    groups = tuple("normal" if not o else "ood" for o in is_ood)
+    store = StoreAnomaly("s", None, "ref", "normal", "ood", result, groups, np.arange(6), np.zeros(6, np.int64))
+    assert [p["id"] for p in store.top(2)] == [3, 5]  # both OOD: the normal set would never be shown
+    assert [p["id"] for p in store.top(2, ood=False)] == [0, 4]
+    assert [p["id"] for p in store.top(5, ood=True)] == [3, 5, 1]

@@ -215,7 +215,7 @@ def test_anomaly_scores_roc_and_top_images(runner, cli_app, tmp_path, images):
         assert store["roc_auc"] == 1.0 and (store["n_normal"], store["n_ood"]) == (24, 6)
         assert [p["ood"] for p in store["top"]] == [True] * 4 and not store["encoded_ood"]
     assert _png_shape(out["figures"]["roc"]) == (500, 500)
-    assert _png_shape(out["figures"]["top"]) == (270, 540)  # 2 rows x 4 images
+    assert _png_shape(out["figures"]["top"]) == (470, 540)  # 2 stores x (normal row, OOD row) x 4 images
     table = runner.invoke(cli_app, args)
     assert table.exit_code == 0 and "1.000" in table.stdout
 

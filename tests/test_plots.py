@@ -56,3 +56,41 @@ def test_class_and_cluster_colors_are_distinct():
         assert len({tuple(c) for c in plots.class_colors(n)}) == n
         assert len({tuple(c) for c in plots.cluster_colors(n)}) == n
     assert not {tuple(c) for c in plots.class_colors(10)} & {tuple(c) for c in plots.cluster_colors(10)}
+
+
+def test_ten_clusters_get_ten_distinct_hues():
+    from matplotlib.colors import rgb_to_hsv
+
+    hues = np.sort(rgb_to_hsv(plots.cluster_colors(10)[:, :3])[:, 0])
+    gaps = np.diff(np.append(hues, hues[0] + 1))  # around the colour wheel
+    assert gaps.min() > 0.08, f"hues too close: {hues}"
+
+
+def test_point_size_and_alpha_follow_the_number_of_points():
+    few, many = plots.point_style(200), plots.point_style(10_000)
+    assert few[0] > many[0] and few[1] > many[1]
+    assert many[0] >= 6 and many[1] >= 0.45  # 10,000 points stay visible: no 1-pixel dots
+    assert plots.point_style(1) == plots.point_style(10) == (40.0, 0.95)
+
+
+def test_distances_print_with_the_decimals_that_tell_them_apart():
+    assert plots.distinct_decimals([0.0101, 0.0123, 0.0149]) == 3
+    assert plots.distinct_decimals([1.5, 2.25]) == 2
+    assert plots.distinct_decimals([0.5, 0.5]) == 2  # equal values need no more digits
+    assert plots.distinct_decimals([0.1, 0.1000001]) == 5  # at most 5
+
+
+def test_the_figure_title_never_overlaps_a_panel_title(tmp_path, rng, monkeypatch):
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    xy, labels = rng.normal(size=(60, 2)), np.repeat(np.arange(3), 20)
+    centroids = np.zeros((3, 2))
+    panels = [(f"model {i}", xy, labels, labels, centroids) for i in range(5)]  # five rows: a 25-inch-tall figure
+    plots.plot_clusters(panels, ("a", "b", "c"), tmp_path / "c.png", title="clusters of cifar10/test")
+    plots.plot_maps([(f"m{i}", xy, labels) for i in range(5)], ("a", "b", "c"), tmp_path / "m.png", title="maps")
+    for fig in figures:
+        renderer = fig.canvas.get_renderer()
+        suptitle = fig._suptitle.get_window_extent(renderer)
+        for ax in fig.axes:
+            assert not suptitle.overlaps(ax.title.get_window_extent(renderer)), ax.get_title()
+        plots.plt.close(fig)

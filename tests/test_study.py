@@ -6,8 +6,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +83,10 @@ def test_smoke_study_runs_every_stage_and_writes_the_report(smoke_study):
         "figures",
     }
     assert expected_stages <= set(results["stages"])
+    from embedkit.training.models import build_encoder
+
+    expected = sum(p.numel() for p in build_encoder("small").parameters())  # the cpu preset's encoder
+    assert results["environment"]["encoder"] == {"kind": "small", "parameters": expected}
     # The colour-coded classes are linearly separable even in raw pixels: the baseline must find that.
     assert results["models"]["laplacian"]["linear_probe"] > 0.5
     payload = json.loads(first.stdout.strip().splitlines()[-1])
@@ -113,31 +115,25 @@ def test_rerun_skips_every_finished_stage(smoke_study):
 
 
 @pytest.mark.slow
-def test_page_loads_every_image_in_a_headless_browser(smoke_study):
-    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if browser is None:
-        pytest.skip("no headless Chromium installed: the page's images are checked as files instead")
+def test_page_loads_every_image_in_a_real_browser_offline(smoke_study, chromium):
+    from browser_helpers import open_page
+
     study, _, _ = smoke_study
-    page = study / "report" / "index.html"
-    dom = subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            page.resolve().as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
-    images = re.search(r'data-images="(\d+)"', dom)
-    loaded = re.search(r'data-loaded="(\d+)"', dom)
-    assert images and loaded, "the page's image check did not run"
-    assert int(images.group(1)) > 0 and loaded.group(1) == images.group(1)
+    page, log = open_page(chromium, study / "report" / "index.html", wait_for="document.body.dataset.loaded")
+    broken = page.evaluate("[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+    assert page.evaluate("document.images.length") >= 8
+    assert broken == []
+    assert log.console_errors == [] and log.page_errors == []
+    assert log.network_requests == [], "the report must load nothing from the network"
+    widths = page.evaluate("[...document.querySelectorAll('figure img')].map(i => i.getBoundingClientRect().width)")
+    assert widths and min(widths) >= 900, f"figures shown narrower than 900 px at 1280 px: {widths}"
+    # The explorer of the VICReg store is linked, and opens alone with no error and no request.
+    explorer = page.get_attribute("a.explorer", "href")
+    page.context.close()
+    page, log = open_page(chromium, study / "report" / explorer, wait_for="window.explorer && window.explorer.ready")
+    assert page.evaluate("window.explorer.ids.length") > 0
+    assert log.console_errors == [] and log.page_errors == [] and log.other_files == []
+    page.context.close()
 
 
 @pytest.mark.slow

@@ -151,7 +151,7 @@ def same_file(a: Path | str, b: Path | str) -> bool:
 
 
 def check_output(path: Path | str, kind: str, inputs: Iterable[Path | str] = ()) -> None:
-    """ConfigError unless `path` may be written as a `kind` file ('png', 'json', 'npz', 'hdf5 results').
+    """ConfigError unless `path` may be written as a `kind` file ('png', 'json', 'html', 'npz', 'hdf5 results').
 
     The output must not be one of `inputs` (same inode, or a path or link resolving to it), and an existing file
     there must be a regular file of the same kind: results never replace a store, a figure never replaces data.
@@ -177,6 +177,8 @@ def _is_kind(path: Path, kind: str) -> bool:
         return head.startswith(ZIP_MAGIC)
     if kind == "json":
         return head.lstrip()[:1] in (b"{", b"[")
+    if kind == "html":
+        return head.lstrip()[:2].lower() in (b"<!", b"<h")
     if kind == "hdf5 results":
         return _is_results_h5(path)
     raise ValueError(f"unknown output kind {kind!r}")

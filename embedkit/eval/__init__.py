@@ -1,4 +1,4 @@
-"""Evaluations of frozen embeddings: linear probe, kNN anomaly scores, k-means, 2-D maps, retrieval.
+"""Evaluations of frozen embeddings: linear probe, kNN anomaly scores, k-means, 2-D maps, retrieval, explorer.
 
 >>> import numpy as np
 >>> from embedkit.eval import KNNDetector
@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
     from embedkit.eval.anomaly import anomaly_store, detect_anomalies, knn_scores
     from embedkit.eval.cluster import cluster_embeddings, cluster_store
     from embedkit.eval.detector import KNNDetector
+    from embedkit.eval.explore import write_explorer
     from embedkit.eval.maps import map_store, project_2d
     from embedkit.eval.probe import effective_rank, linear_probe, probe_store
     from embedkit.eval.retrieval import retrieve_store
@@ -32,6 +33,7 @@ __all__ = [
     "probe_store",
     "project_2d",
     "retrieve_store",
+    "write_explorer",
 ]
 
 __getattr__, __dir__ = lazy_exports(
@@ -49,5 +51,6 @@ __getattr__, __dir__ = lazy_exports(
         "linear_probe": "embedkit.eval.probe",
         "probe_store": "embedkit.eval.probe",
         "retrieve_store": "embedkit.eval.retrieval",
+        "write_explorer": "embedkit.eval.explore",
     },
 )

@@ -15,7 +15,7 @@ import numpy as np
 
 from embedkit._util.progress import ProgressFn
 from embedkit.errors import ConfigError, StoreError, about
-from embedkit.eval.plots import plot_image_grid, plot_roc
+from embedkit.eval.plots import distinct_decimals, plot_image_grid, plot_roc
 from embedkit.eval.retrieval import load_group_images
 from embedkit.search.index import knn
 from embedkit.store.store import class_name, open_store
@@ -119,8 +119,12 @@ class StoreAnomaly:
     group_attrs: dict = field(repr=False, default_factory=dict)  # group name -> its attrs
     encoded: bool = False  # the OOD group was encoded by this call
 
-    def top(self, n: int) -> list[dict]:
-        """The `n` most anomalous points: group, id, label, score, whether OOD (what `--json` prints)."""
+    def top(self, n: int, *, ood: bool | None = None) -> list[dict]:
+        """The `n` most anomalous points: group, id, label, score, whether OOD (what `--json` prints); with `ood`,
+        only the OOD (True) or only the normal (False) points."""
+        order = self.result.top(n if ood is None else len(self.result.scores))
+        if ood is not None:
+            order = order[self.result.is_ood[order] == ood][:n]
         return [
             {
                 "group": self.groups[i],
@@ -129,7 +133,7 @@ class StoreAnomaly:
                 "score": float(self.result.scores[i]),
                 "ood": bool(self.result.is_ood[i]),
             }
-            for i in self.result.top(n)
+            for i in order
         ]
 
 
@@ -215,16 +219,20 @@ def draw_roc(results: list[StoreAnomaly], out_path: Path) -> Path:
 
 
 def draw_top_anomalies(results: list[StoreAnomaly], n: int, out_path: Path, *, data_root: Path | None = None) -> Path:
-    """A grid with one row per store: its `n` most anomalous images, captioned with group, class and score."""
+    """Two grid rows per store: the `n` most anomalous images of the normal group, then of the OOD group (the OOD
+    set alone would hide the most unusual normal images), captioned with class and score."""
     cache: dict = {}
     rows = []
     for r in results:
-        cells = []
-        for point in r.top(n):
-            attrs = r.group_attrs[point["group"]]
-            image = load_group_images(attrs, np.array([point["id"]]), data_root, cache)[0]
-            cells.append((image, f"{point['group']}: {class_name(attrs, point['label'])}\n{point['score']:.2f}"))
-        rows.append((r.name, cells))
+        for ood, group in ((False, r.normal_group), (True, r.ood_group)):
+            points = r.top(n, ood=ood)
+            digits = distinct_decimals([p["score"] for p in points])
+            cells = []
+            for point in points:
+                attrs = r.group_attrs[point["group"]]
+                image = load_group_images(attrs, np.array([point["id"]]), data_root, cache)[0]
+                cells.append((image, f"{class_name(attrs, point['label'])}\n{point['score']:.{digits}f}"))
+            rows.append((f"{r.name}\n{group}", cells))
     first = results[0]
     return plot_image_grid(
         rows,

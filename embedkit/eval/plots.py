@@ -83,21 +83,39 @@ def _label_names(labels: np.ndarray, class_names: Sequence[str]) -> dict[int, st
 
 
 def cluster_colors(k: int) -> np.ndarray:
-    """(k, 4) RGBA colours for clusters, from other palettes than the classes' so none reads as a class colour."""
-    if k <= 8:
-        return plt.get_cmap("Dark2")(np.arange(k))
-    if k <= 20:
-        return plt.get_cmap("tab20b")(np.arange(k))
-    return plt.get_cmap("twilight")(np.linspace(0, 1, k, endpoint=False))
+    """(k, 4) RGBA colours for clusters: k evenly spaced hues (so 10 clusters read as 10 colours, which tab20b's
+    five hue families did not), offset from tab10's so none is exactly a class colour."""
+    from matplotlib.colors import hsv_to_rgb
+
+    hues = (np.arange(k) / max(k, 1) + 0.04) % 1.0
+    rgb = hsv_to_rgb(np.stack([hues, np.full(k, 0.75), np.full(k, 0.85)], axis=1))
+    return np.hstack([rgb, np.ones((k, 1))])
+
+
+def point_style(n: int) -> tuple[float, float]:
+    """Marker area (pt^2) and alpha of a scatter of `n` points: large and solid for a few, small and see-through
+    for many, so a map of 200 points and one of 10,000 both read."""
+    size = float(np.clip(12_000 / max(n, 1), 6, 40))
+    alpha = float(np.clip(1.1 - 0.15 * np.log10(max(n, 1)), 0.45, 0.95))
+    return size, alpha
+
+
+def distinct_decimals(values: Sequence[float], lowest: int = 2, highest: int = 5) -> int:
+    """The fewest decimals (from `lowest` to `highest`) at which `values` that differ also print differently."""
+    values = [float(v) for v in values]
+    for digits in range(lowest, highest):
+        if len({f"{v:.{digits}f}" for v in values}) == len(set(values)):
+            return digits
+    return highest
 
 
 def _scatter_by(ax, xy: np.ndarray, labels: np.ndarray, class_names: Sequence[str], colors: np.ndarray) -> None:
     """Scatter `xy` (N, 2) coloured by `labels` (N,) with `colors` (C, 4), one legend entry per label (-1 grey)."""
-    size = float(np.clip(4000 / max(len(xy), 1), 2, 30))
+    size, alpha = point_style(len(xy))
     for label, name in _label_names(labels, class_names).items():
         mask = labels == label
         color = (0.6, 0.6, 0.6, 1) if label < 0 else colors[label % len(colors)]
-        ax.scatter(xy[mask, 0], xy[mask, 1], s=size, color=color, label=name, alpha=0.7, linewidths=0)
+        ax.scatter(xy[mask, 0], xy[mask, 1], s=size, color=color, label=name, alpha=alpha, linewidths=0)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -143,8 +161,8 @@ def _legend_right(fig, ax, title: str) -> None:
     legend = fig.legend(handles, names, loc="center right", frameon=False, markerscale=3, fontsize=9)
     for handle in legend.legend_handles:
         handle.set_sizes([30])
-    if title:
-        fig.suptitle(title)
+    if title:  # 0.15 in from the top edge, whatever the figure's height: clear of the panel titles below it
+        fig.suptitle(title, y=1 - 0.15 / height, va="top")
 
 
 def plot_clusters(

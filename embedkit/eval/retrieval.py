@@ -13,7 +13,7 @@ import numpy as np
 
 from embedkit.data.sources import KNOWN_DATASETS, image_digest, load_images
 from embedkit.errors import DataError, SearchError, about
-from embedkit.eval.plots import plot_image_grid
+from embedkit.eval.plots import distinct_decimals, plot_image_grid
 from embedkit.search.index import knn
 from embedkit.store.store import class_name, open_store
 
@@ -187,7 +187,8 @@ def draw_retrieval(results: list[Retrieval], out_path: Path, *, data_root: Path 
         rows,
         out_path,
         column_titles=["query", "", "nearest →"] + [""] * k + ["farthest →"],
-        title=f"{results[0].group}: {k} nearest and {k} farthest (L2)",
+        title=f"{results[0].group}: {k} nearest and {k} farthest (L2). The farthest are the few images at the rim "
+        "of the embedding, so they repeat from query to query",
     )
 
 
@@ -198,8 +199,9 @@ def _row_cells(r: Retrieval, q: int, by_id: dict) -> list:
         (r.nearest_ids, r.nearest_labels, r.nearest_distances),
         (r.farthest_ids, r.farthest_labels, r.farthest_distances),
     ):
+        digits = distinct_decimals(distances[q])
         cells += [
-            (by_id[int(i)], f"{class_name(r.attrs, int(c))}\n{d:.2f}")
+            (by_id[int(i)], f"{class_name(r.attrs, int(c))}\n{d:.{digits}f}")
             for i, c, d in zip(ids[q], labels[q], distances[q])
         ]
         cells.append((None, ""))

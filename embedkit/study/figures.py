@@ -6,6 +6,7 @@ from pathlib import Path
 
 from embedkit.eval.anomaly import anomaly_store, draw_roc, draw_top_anomalies
 from embedkit.eval.cluster import draw_clusters
+from embedkit.eval.explore import write_explorer
 from embedkit.eval.maps import draw_maps
 from embedkit.eval.plots import plot_losses
 from embedkit.eval.retrieval import draw_retrieval, retrieve_stores
@@ -14,7 +15,8 @@ from embedkit.training.loop import read_log
 
 
 def draw_all(paths, plan, data_root: Path | None) -> dict[str, list[str]]:
-    """Loss curves, PCA and t-SNE maps, retrieval grids, ROC curves, anomalies, clusters: {section: [png]}."""
+    """Loss curves, PCA and t-SNE maps, retrieval grids, ROC curves, anomalies, clusters: {section: [png]}, and
+    the explorer page of the VICReg store: {"Explorer": [html]}."""
     stores = [paths.store(m) for m in MODELS]
     out = paths.figures
     return {
@@ -23,6 +25,7 @@ def draw_all(paths, plan, data_root: Path | None) -> dict[str, list[str]]:
         "Retrieval": [str(_retrieval(stores, data_root, out / "retrieval.png"))],
         **_anomalies([paths.store(m) for m in ENCODER_MODELS], plan, data_root, out),
         "Clustering": [str(_clusters(stores, plan, out / "clusters.png"))],
+        "Explorer": [str(_explorer(paths.store("vicreg"), plan, data_root, out / "explore-vicreg.html"))],
     }
 
 
@@ -47,3 +50,7 @@ def _anomalies(stores: list[Path], plan, data_root, out: Path) -> dict[str, list
 
 def _clusters(stores: list[Path], plan, out: Path) -> Path:
     return draw_clusters(stores, TEST_GROUP, plan.cluster_k, out, max_points=plan.tsne_points, seed=plan.seed)[1]
+
+
+def _explorer(store: Path, plan, data_root, out: Path) -> Path:
+    return write_explorer([store], TEST_GROUP, out, seed=plan.seed, data_root=data_root).path

@@ -15,9 +15,10 @@ from embedkit.study.figures import draw_all
 from embedkit.study.plan import DATASET, ENCODER_MODELS, MODELS, OOD_GROUP, TEST_GROUP, TRAIN_GROUP
 from embedkit.study.report import environment, stage_summaries, write_report
 from embedkit.study.runner import Stage, StageRecord
-from embedkit.training.config import make_config
+from embedkit.training.config import PRESETS, make_config
 from embedkit.training.encode import encode_to_store
 from embedkit.training.loop import train
+from embedkit.training.models import encoder_parameters
 
 
 def build_stages(
@@ -69,8 +70,8 @@ def build_stages(
     stages.append(
         Stage(
             "figures",
-            "figures: losses, maps, retrieval, ROC, anomalies, clusters",
-            {"tsne_points": plan.tsne_points},
+            "figures: losses, maps, retrieval, ROC, anomalies, clusters; the explorer",
+            {"tsne_points": plan.tsne_points, "explorer": "vicreg"},
             lambda: draw_figures(paths, plan, data_root),
             after=evaluations,
         )
@@ -204,9 +205,15 @@ def draw_figures(paths, plan, data_root) -> dict:
     return draw_all(paths, plan, data_root)
 
 
+def _encoder(plan) -> dict:
+    """The encoder the plan trains: its kind and parameter count."""
+    kind = PRESETS[plan.train_preset]["encoder"]
+    return {"kind": kind, "parameters": encoder_parameters(kind)}
+
+
 def _write_report(paths, plan, device, records: dict[str, StageRecord]) -> dict:
     results = {
-        "environment": environment(plan, device),
+        "environment": environment(plan, device, _encoder(plan)),
         "models": {m: records[f"evaluate-{m}"].results for m in MODELS},
         "stages": stage_summaries(records),
     }

@@ -96,6 +96,11 @@ def build_encoder(kind: str, dim: int = 128) -> nn.Module:
     raise CheckpointError(f"unknown encoder kind {kind!r} (known: {', '.join(ENCODER_KINDS)})")
 
 
+def encoder_parameters(kind: str, dim: int = 128) -> int:
+    """The number of parameters of an encoder of `kind`, for reports that name the model behind each number."""
+    return sum(p.numel() for p in build_encoder(kind, dim).parameters())
+
+
 def build_projector(dim: int = 128, hidden: int = 512, out: int = 512) -> nn.Sequential:
     """The VICReg expander dim -> hidden -> hidden -> out: Linear-BN-ReLU, Linear-BN-ReLU, Linear."""
     return nn.Sequential(
