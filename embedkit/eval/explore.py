@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from embedkit._util.atomic import atomic_path, check_output
+from embedkit._util.sampling import seeded_rows
 from embedkit.errors import ConfigError, about
 from embedkit.eval.cluster import cluster_embeddings
-from embedkit.eval.maps import MAP_MAX_POINTS, project_2d, sample_rows
-from embedkit.eval.retrieval import load_group_images, neighbours_of_rows
+from embedkit.eval.maps import MAP_MAX_POINTS, project_2d
+from embedkit.eval.retrieval import load_group_images
 from embedkit.search.arrays import knn
 from embedkit.store.store import GroupData, class_names_of, open_store
 
@@ -82,7 +83,7 @@ def _neighbours(embeddings: np.ndarray, rows: np.ndarray, k: int, farthest: bool
     `embedkit neighbors` runs."""
     if len(rows) == len(embeddings):
         return knn(embeddings, embeddings, k, exclude_self=True, farthest=farthest)
-    return neighbours_of_rows(embeddings, rows, k, farthest=farthest)
+    return knn(embeddings, embeddings[rows], k, farthest=farthest, self_rows=rows)
 
 
 def _model(name: str, data: GroupData, rows: np.ndarray, method: str, k: int, n_clusters: int, seed: int) -> dict:
@@ -126,7 +127,7 @@ def explorer_data(
     if max_points < 3:
         raise ConfigError(f"max_points={max_points}: a map needs at least 3 points")
     first = open_store(stores[0]).read(group)
-    rows = sample_rows(len(first.ids), max_points, seed)
+    rows = seeded_rows(len(first.ids), max_points, seed)
     ids = first.ids[rows]
     models = []
     for path in stores:
