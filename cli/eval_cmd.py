@@ -12,15 +12,15 @@ import typer
 from rich.text import Text
 
 from embedkit_cli.app import app, console, err_console, plot_app, print_json, warn
-from embedkit_cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption, seed_option
+from embedkit_cli.options import DataRootOption, DeviceOption, JsonOption, MapMethod, WorkspaceOption, seed_option
 from embedkit_cli.progress import progress_bar
+from embedkit_cli.tables import print_table
 
 StoresArgument = Annotated[
     list[Path] | None,
     typer.Argument(
-        help="HDF5 stores (default: the workspace's store.h5). Several are compared side by side, "
-        "each named by its file stem.",
-        show_default=False,
+        help="HDF5 stores. Several are compared side by side, each named by its file stem.",
+        show_default="the workspace's store.h5",
     ),
 ]
 SeedOption = seed_option("Random seed (sampling, k-means, t-SNE, query choice).")
@@ -70,14 +70,7 @@ def _status(message: str, quiet: bool) -> Iterator[None]:
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.table import Table
-
-    table = Table(title=title)
-    for i, column in enumerate(columns):
-        table.add_column(column, justify="left" if i == 0 else "right")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    print_table(title, columns, rows, right=columns[1:])
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -128,7 +121,9 @@ def probe(
 def plot_map(
     stores: StoresArgument = None,
     group: Annotated[str, typer.Option("--group", "-g", help="Group to map.")] = "cifar10/test",
-    method: Annotated[str, typer.Option("--method", help="pca (instant) or tsne (PCA to 50 dims first).")] = "pca",
+    method: Annotated[
+        MapMethod, typer.Option("--method", help="pca is instant; tsne runs PCA to 50 dims first.")
+    ] = "pca",
     max_points: MaxPointsOption = 10_000,
     seed: SeedOption = 0,
     out: OutOption = None,
@@ -295,7 +290,9 @@ def cluster(
     stores: StoresArgument = None,
     group: Annotated[str, typer.Option("--group", "-g", help="Group to cluster.")] = "cifar10/test",
     k: Annotated[int, typer.Option("--k", "-k", help="Number of k-means clusters.")] = 10,
-    map_method: Annotated[str, typer.Option("--map", help="2-D map for the figure: tsne or pca.")] = "tsne",
+    map_method: Annotated[
+        MapMethod, typer.Option("--map", help="2-D map for the figure; tsne takes minutes on 10,000 points.")
+    ] = "pca",
     max_points: MaxPointsOption = 10_000,
     seed: SeedOption = 0,
     out: OutOption = None,
