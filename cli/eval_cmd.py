@@ -100,10 +100,10 @@ def probe(
     loo = " (kNN leave-one-out: train is test)" if train == test else ""
     _table(
         f"linear probe {train} -> {test}{loo}",
-        ["store", "linear acc", f"kNN acc (k={knn_k})", "train acc", "train", "test", "D", "fit s"],
+        ["model", "linear acc", f"kNN acc (k={knn_k})", "train acc", "train", "test", "D", "fit s"],
         [
             [
-                r["name"],
+                r["model"],
                 _fmt(r["accuracy"]),
                 _fmt(r["knn_accuracy"]),
                 _fmt(r["train_accuracy"]),
@@ -282,6 +282,10 @@ def anomaly(
             for r, d in ((r, r.result.to_dict()) for r in results)
         ],
     )
+    for r in results:
+        if r.encoded:
+            what = f"{r.result.to_dict()['n_ood']:,} {ood} images"
+            console.print(f"encoded {what} into new group {r.ood_group} of {r.store_path}", highlight=False)
     console.print("figures -> " + ", ".join(figures.values()))
 
 

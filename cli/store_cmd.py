@@ -159,12 +159,16 @@ def neighbors(
 
 
 def _print_neighbors(result, limit: int) -> None:
+    from embedkit.search.index import SELF_JOIN_STATUS
+
     def label(value: int) -> str:
         names = result.class_names
         return names[value] if 0 <= value < len(names) else ("-" if value < 0 else str(value))
 
     what = "farthest" if result.farthest else "nearest"
-    title = f"{what} {result.k} in {result.group} ({result.metric}, index {result.index_kind}, {result.index_status})"
+    status = result.index_status  # "exact self-join, no index", or how the saved index was had: "loaded", "built"
+    search = status if status == SELF_JOIN_STATUS else f"{result.index_kind} index {status}"
+    title = f"{what} {result.k} in {result.group}, {result.metric} distance, {search}"
     rows = [
         [
             str(result.query_ids[row]),

@@ -106,7 +106,8 @@ def encode_to_store(
     `subset`: encode only that many images of each split, drawn with `seed` (ids keep their rows in the split).
 
     Groups carry provenance attrs: checkpoint (path), checkpoint_digest (sha256), config (JSON), dataset, split,
-    class_names, source (the absolute path the images were read from) and source_digest (`image_digest`). An
+    class_names, source (the absolute path the images were read from), source_digest (`image_digest`) and, with
+    `subset`, subset and subset_seed (the options that chose the rows). An
     existing group is an error unless `overwrite`; the groups are written in one transaction.
     Returns the group names written.
     """
@@ -124,6 +125,7 @@ def encode_to_store(
         "checkpoint": str(checkpoint.resolve()),
         "checkpoint_digest": file_digest(checkpoint),
         "config": config,  # stored as JSON text, read back as a dict
+        **({"subset": subset, "subset_seed": seed} if subset is not None else {}),  # which rows: every option
     }
     rows = [chosen_rows(len(s.images), subset, seed) for s in image_sets]
     total, done = sum(len(r) for r in rows), 0
