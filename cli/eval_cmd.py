@@ -12,7 +12,15 @@ import typer
 from rich.text import Text
 
 from embedkit_cli.app import app, console, err_console, plot_app, print_json, warn
-from embedkit_cli.options import DataRootOption, DeviceOption, JsonOption, MapMethod, WorkspaceOption, seed_option
+from embedkit_cli.options import (
+    DataRootOption,
+    DeviceOption,
+    DownloadOption,
+    JsonOption,
+    MapMethod,
+    WorkspaceOption,
+    seed_option,
+)
 from embedkit_cli.progress import progress_bar
 from embedkit_cli.tables import print_table
 
@@ -213,6 +221,7 @@ def anomaly(
     normal: Annotated[str, typer.Option("--normal", help="Normal group scored beside the OOD one.")] = "cifar10/test",
     top: Annotated[int, typer.Option("--top", min=1, help="Most anomalous images shown per store.")] = 7,
     data_root: DataRootOption = None,
+    download: DownloadOption = False,
     device: DeviceOption = "auto",
     out: OutOption = None,
     workspace: WorkspaceOption = None,
@@ -236,6 +245,7 @@ def anomaly(
                     data_root=data_root,
                     device=device,
                     on_progress=on_progress,
+                    download=download,
                 )
             )
     first = results[0]

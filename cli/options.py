@@ -25,6 +25,12 @@ DataRootOption = Annotated[
         show_default="$EMBEDKIT_DATA, else the per-user data folder",
     ),
 ]
+DownloadOption = Annotated[
+    bool,
+    typer.Option(
+        "--download", help="Download CIFAR-10 or MNIST with torchvision into the data root if missing (needs internet)."
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout instead of tables.")]
 # Seeds reach NumPy, torch and scikit-learn; the range all three accept (sklearn's random_state is 32-bit unsigned).
 SEED_RANGE = dict(min=0, max=2**32 - 1)

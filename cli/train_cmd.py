@@ -15,6 +15,7 @@ from embedkit_cli.app import app, console, err_console, plot_app, print_json, st
 from embedkit_cli.options import (
     DataRootOption,
     DeviceOption,
+    DownloadOption,
     Encoder,
     JsonOption,
     Optimizer,
@@ -51,20 +52,20 @@ ResumeOption = Annotated[
 ]
 
 
-def _load_split(dataset: str, split: str, data_root: Path | None):
+def _load_split(dataset: str, split: str, data_root: Path | None, download: bool = False):
     from embedkit.data.sources import load_images
 
     with progress_bar(f"loading {dataset} {split}", "items", keep=True) as on_progress:
-        return load_images(dataset, split, data_root, on_progress=on_progress)
+        return load_images(dataset, split, data_root, download=download, on_progress=on_progress)
 
 
-def _test_split(dataset: str, data_root: Path | None):
+def _test_split(dataset: str, data_root: Path | None, download: bool = False):
     """The test split, or None (with a warning) for an image folder that has none, or a single test image."""
     from embedkit.data.sources import KNOWN_DATASETS
     from embedkit.errors import DataError
 
     try:
-        test_set = _load_split(dataset, "test", data_root)
+        test_set = _load_split(dataset, "test", data_root, download)
     except DataError as exc:
         if dataset in KNOWN_DATASETS:
             raise
@@ -140,6 +141,7 @@ def train_command(
     device: DeviceOption = "auto",
     workspace: WorkspaceOption = None,
     data_root: DataRootOption = None,
+    download: DownloadOption = False,
     json_out: JsonOption = False,
 ) -> None:
     """Train a VICReg encoder; checkpoint every epoch to RUN/last.pt, loss terms per batch to RUN/log.jsonl.
@@ -184,8 +186,8 @@ def train_command(
     else:
         config = make_config(preset, **options)
         folder = ws.run_dir(run_dir, resume=False, preset=config.preset)
-    train_set = _load_split(config.dataset, "train", data_root)
-    test_set = _test_split(config.dataset, data_root) if config.test_images else None
+    train_set = _load_split(config.dataset, "train", data_root, download)
+    test_set = _test_split(config.dataset, data_root, download) if config.test_images else None
     err_console.print(f"run folder: {folder}", highlight=False)
     try:
         with progress_bar("training", "img", per_step=config.batch_size, keep=True) as bar:
@@ -317,6 +319,7 @@ def encode_command(
     device: DeviceOption = "auto",
     workspace: WorkspaceOption = None,
     data_root: DataRootOption = None,
+    download: DownloadOption = False,
     json_out: JsonOption = False,
 ) -> None:
     """Encode dataset splits with a trained encoder into store groups <dataset>/<split>, with provenance."""
@@ -338,6 +341,7 @@ def encode_command(
             batch_size=batch_size,
             overwrite=overwrite,
             subset=subset,
+            download=download,
             on_progress=on_progress,
         )
     infos = [open_store(store_path).info(group) for group in groups]

@@ -99,11 +99,13 @@ def encode_to_store(
     overwrite: bool = False,
     subset: int | None = None,
     seed: int = 0,
+    download: bool = False,
     on_progress: Progress = None,
 ) -> list[str]:
     """Encode each split of `dataset` with the checkpoint's encoder into group `<dataset>/<split>` of the store.
 
     `subset`: encode only that many images of each split, drawn with `seed` (ids keep their rows in the split).
+    `download`: fetch a missing CIFAR-10 or MNIST split with torchvision first.
 
     Groups carry provenance attrs: checkpoint (path), checkpoint_digest (sha256), config (JSON), dataset, split,
     class_names, source (the absolute path the images were read from), source_digest (`image_digest`) and, with
@@ -116,7 +118,7 @@ def encode_to_store(
     checkpoint = Path(checkpoint)
     encoder, config = load_checkpoint(checkpoint)
     store = open_store(store_path, create=True)
-    image_sets = [load_images(dataset, split, data_root) for split in splits]
+    image_sets = [load_images(dataset, split, data_root, download=download) for split in splits]
     groups = [f"{image_set.dataset}/{image_set.split}" for image_set in image_sets]
     taken = [group for group in groups if group in store] if not overwrite else []
     if taken:
