@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from embedkit_cli import app as _app  # the console is read at call time, so a test can swap it
+from embedkit_cli.app import console
 
 Cell = str | Text
 
@@ -25,7 +25,6 @@ def print_table(
     show_header: bool = True,
 ) -> None:
     """Print `rows` under `columns` on stdout; `right` names the right-aligned (numeric) columns."""
-    console = _app.console
     if not console.is_terminal:
         _print_plain(title, columns, rows, show_header)
         return
@@ -37,7 +36,9 @@ def print_table(
         _print_vertical(title, columns, rows, show_header)
 
 
-def _box_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Cell]], right, show_header: bool):
+def _box_table(
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[Cell]], right: Sequence[str], show_header: bool
+):
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", show_header=show_header)
@@ -59,14 +60,13 @@ def _print_plain(title: str, columns: Sequence[str], rows: Sequence[Sequence[Cel
     if show_header:
         lines.append("\t".join(columns))
     lines += ["\t".join(_plain(cell) for cell in row) for row in rows]
-    out = _app.console.file  # written as is: rich would expand the tabs into spaces
+    out = console.file  # written as is: rich would expand the tabs into spaces
     out.write("".join(f"{line}\n" for line in lines))
     out.flush()
 
 
 def _print_vertical(title: str, columns: Sequence[str], rows: Sequence[Sequence[Cell]], show_header: bool) -> None:
     """One block per row, `column: value` per line, so every value is whole however narrow the terminal."""
-    console = _app.console
     console.print(Text(title, style="italic"), soft_wrap=True)
     for row in rows:
         if not show_header:  # a key/value table is already one pair per row
