@@ -52,10 +52,11 @@ class _StageDisplay:
         return Group(table, self.progress)
 
     def on_event(self, event: str, stage, record) -> None:
+        if self.task is not None:  # a stage's bar lives while it runs; its mark says the rest
+            self.progress.remove_task(self.task)
+            self.task = None
         if event == "started":
             self.marks[stage.name] = styled("yellow", "▶", "running")
-            if self.task is not None:
-                self.progress.remove_task(self.task)
             self.task = self.progress.add_task(stage.title, total=None)
         elif event == "finished":
             self.marks[stage.name] = styled("green", "✓", f"{record.seconds:,.0f} s")
