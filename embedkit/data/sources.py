@@ -287,7 +287,8 @@ def available_datasets(data_root: Path | None = None) -> list[dict]:
 
     One dict per (dataset, split): dataset, split, found, layout, source, n_images, n_classes, class_names,
     cached, searched (and error, when the files are there but unreadable). Counts come from the cache, a file
-    listing, archive member names or IDX headers; nothing is decoded.
+    listing, archive member names or IDX headers; no image is decoded (but an uncached .tar.gz is read through
+    once, since gzip has no index).
     """
     root = resolve_data_root(data_root)
     if root.exists() and not root.is_dir():
