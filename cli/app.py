@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.text import Text
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from embedkit.errors import EmbedkitError
 
@@ -45,8 +45,55 @@ def _usage_error(exc: typer.TyperException) -> typer.Exit:
     return fail(f"{exc.format_message()}{hint}", exc.exit_code)
 
 
-class _FriendlyGroup(TyperGroup):
-    """A command group that turns user mistakes into one line and a non-zero exit, never a traceback."""
+# The commands in the order of the work, each under its help panel (`embedkit --help`, docs/cli.md).
+WORKFLOW = {
+    "data": "Data",
+    "train": "Train",
+    "baseline": "Train",
+    "encode": "Encode",
+    "add": "Encode",
+    "info": "Store",
+    "neighbors": "Search",
+    "pairs": "Search",
+    "probe": "Evaluate",
+    "retrieve": "Evaluate",
+    "anomaly": "Evaluate",
+    "cluster": "Evaluate",
+    "plot": "Evaluate",
+    "compare": "Evaluate",
+    "study": "Study",
+}
+
+
+class _FlagsTakeNoValue:
+    """Help that shows no value type on a flag: `--farthest <bool>` reads as if `--farthest true` were right."""
+
+    def get_params(self, ctx: typer.Context) -> list:
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+        return params
+
+
+class _Command(_FlagsTakeNoValue, TyperCommand):
+    """Every embedkit command."""
+
+
+class _FriendlyGroup(_FlagsTakeNoValue, TyperGroup):
+    """A command group that turns user mistakes into one line and a non-zero exit, never a traceback; its
+    commands are listed in the order of the work, grouped by step."""
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        names = super().list_commands(ctx)
+        order = list(WORKFLOW)
+        return sorted(names, key=lambda name: order.index(name) if name in order else len(order))
+
+    def get_command(self, ctx: typer.Context, name: str):
+        command = super().get_command(ctx, name)
+        if command is not None and name in WORKFLOW:
+            command.rich_help_panel = WORKFLOW[name]
+        return command
 
     def make_context(self, info_name: str | None, args: list[str], parent=None, **extra: Any) -> typer.Context:
         """Parse the group's own options; a usage error becomes one line (typer would draw a multi-line panel)."""
@@ -81,8 +128,16 @@ def print_json(payload: dict) -> None:
     sys.stdout.flush()
 
 
+class _Typer(typer.Typer):
+    """typer.Typer whose commands are `_Command`s."""
+
+    def command(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
 def _typer(help_text: str) -> typer.Typer:
-    return typer.Typer(
+    return _Typer(
         cls=_FriendlyGroup,
         help=help_text,
         no_args_is_help=True,

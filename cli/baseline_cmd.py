@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
-from embedkit_cli.app import baseline_app, console, print_json
+from embedkit_cli.app import baseline_app, print_json
 from embedkit_cli.options import DataRootOption, JsonOption, WorkspaceOption, seed_option
 from embedkit_cli.progress import phase_progress
+from embedkit_cli.tables import print_table
 
 
 @baseline_app.command("laplacian")
@@ -21,7 +22,7 @@ def laplacian(
     k: Annotated[int, typer.Option("--k", help="Neighbours per image in the kNN graph.")] = 10,
     out: Annotated[
         Path | None,
-        typer.Option("--out", show_default=False, help="Store to write \\[default: <workspace>/laplacian.h5]."),
+        typer.Option("--out", show_default="<workspace>/laplacian.h5", help="Store to write."),
     ] = None,
     pca_dim: Annotated[
         int,
@@ -79,17 +80,14 @@ def laplacian(
 
 
 def _print_summary(run) -> None:
-    from rich.table import Table
-
-    table = Table(title="Laplacian eigenmaps", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
     rows = sum(run.rows.values())
-    table.add_row("images (N)", f"{rows:,} ({', '.join(f'{g}: {n:,}' for g, n in run.rows.items())})")
-    table.add_row("dim / k", f"{run.config.dim} / {run.config.k}")
-    table.add_row("PCA dims", str(run.config.pca_dim or "none (raw pixels)"))
     joined = " (joined into one)" if run.n_components > 1 else ""
-    table.add_row("connected components", f"{run.n_components}{joined}")
-    table.add_row("seconds", ", ".join(f"{name} {s:.1f}" for name, s in run.seconds.items()))
-    table.add_row("store", str(run.store))
-    console.print(table)
+    pairs = [
+        ["images (N)", f"{rows:,} ({', '.join(f'{g}: {n:,}' for g, n in run.rows.items())})"],
+        ["dim / k", f"{run.config.dim} / {run.config.k}"],
+        ["PCA dims", str(run.config.pca_dim or "none (raw pixels)")],
+        ["connected components", f"{run.n_components}{joined}"],
+        ["seconds", ", ".join(f"{name} {s:.1f}" for name, s in run.seconds.items())],
+        ["store", str(run.store)],
+    ]
+    print_table("Laplacian eigenmaps", ("item", "value"), pairs, show_header=False)

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from embedkit_cli.app import app, console, print_json, styled
-from embedkit_cli.options import DataRootOption, JsonOption
+from embedkit_cli.options import DataRootOption, DownloadOption, JsonOption
 from embedkit_cli.progress import progress_bar
+from embedkit_cli.tables import print_table
 
 PrepareOption = Annotated[
     bool,
@@ -20,33 +20,43 @@ PrepareOption = Annotated[
 
 
 @app.command("data")
-def data_command(data_root: DataRootOption = None, prepare: PrepareOption = False, as_json: JsonOption = False) -> None:
+def data_command(
+    data_root: DataRootOption = None,
+    prepare: PrepareOption = False,
+    download: DownloadOption = False,
+    as_json: JsonOption = False,
+) -> None:
     """Show which datasets (CIFAR-10, MNIST) were found under the data root, their sizes, classes and sources."""
     from embedkit.data.cache import resolve_cache_dir
-    from embedkit.data.sources import available_datasets, resolve_data_root
+    from embedkit.data.sources import available_datasets, download_missing, resolve_data_root
 
     root, cache = resolve_data_root(data_root), resolve_cache_dir()
+    downloaded = download_missing(root) if download else []
     rows = available_datasets(root)
     if prepare and _decode_uncached(root, rows):
         rows = available_datasets(root)
     if as_json:
-        print_json({"data_root": str(root), "cache_dir": str(cache), "datasets": rows})
+        print_json({"data_root": str(root), "cache_dir": str(cache), "downloaded": downloaded, "datasets": rows})
         return
-    table = Table(title=f"Datasets under {root}", title_justify="left")
-    for column in ("dataset", "split", "images", "classes", "cached"):
-        table.add_column(column, justify="right" if column in ("images", "classes") else "left", no_wrap=True)
-    table.add_column("source", overflow="fold")
-    for row in rows:
-        cached = "yes" if row["cached"] else "no"
-        counts = (_count(row["n_images"]), _count(row["n_classes"]))
-        table.add_row(row["dataset"], row["split"], *counts, cached, _source_cell(row))
-    console.print(table)
+    if download:
+        fetched = ", ".join(downloaded) if downloaded else "nothing (every split was already there)"
+        console.print(f"downloaded {fetched} into {root}", highlight=False, soft_wrap=True)
+    rows_shown = [
+        [row["dataset"], row["split"], _count(row["n_images"]), _count(row["n_classes"]), _cached(row), _source(row)]
+        for row in rows
+    ]
+    columns = ("dataset", "split", "images", "classes", "cached", "source")
+    print_table(f"Datasets under {root}", columns, rows_shown, right=("images", "classes"))
     for dataset, names in _class_lists(rows).items():
-        console.print(f"{dataset} classes: {', '.join(names)}", highlight=False)
+        console.print(f"{dataset} classes: {', '.join(names)}", highlight=False, soft_wrap=True)
     console.print(f"decoded-image cache: {cache}", highlight=False)
     if not any(row["found"] for row in rows):
         hint = f"put cifar10-jpeg.tar.gz and mnist-test/ in {root}, or pass --data-root / set EMBEDKIT_DATA"
         console.print(f"nothing found: {hint}", highlight=False)
+
+
+def _cached(row: dict) -> str:
+    return "yes" if row["cached"] else "no"
 
 
 def _count(n: int | None) -> str:
@@ -58,7 +68,7 @@ def _class_lists(rows: list[dict]) -> dict[str, list[str]]:
     return {row["dataset"]: row["class_names"] for row in rows if row["class_names"]}
 
 
-def _source_cell(row: dict) -> Text:
+def _source(row: dict) -> Text:
     if row.get("error"):
         return styled("red", "unreadable:", row["error"])
     if not row["found"]:

@@ -12,15 +12,23 @@ import typer
 from rich.text import Text
 
 from embedkit_cli.app import app, console, err_console, plot_app, print_json, warn
-from embedkit_cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption, seed_option
+from embedkit_cli.options import (
+    DataRootOption,
+    DeviceOption,
+    DownloadOption,
+    JsonOption,
+    MapMethod,
+    WorkspaceOption,
+    seed_option,
+)
 from embedkit_cli.progress import progress_bar
+from embedkit_cli.tables import print_table
 
 StoresArgument = Annotated[
     list[Path] | None,
     typer.Argument(
-        help="HDF5 stores (default: the workspace's store.h5). Several are compared side by side, "
-        "each named by its file stem.",
-        show_default=False,
+        help="HDF5 stores. Several are compared side by side, each named by its file stem.",
+        show_default="the workspace's store.h5",
     ),
 ]
 SeedOption = seed_option("Random seed (sampling, k-means, t-SNE, query choice).")
@@ -70,14 +78,7 @@ def _status(message: str, quiet: bool) -> Iterator[None]:
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.table import Table
-
-    table = Table(title=title)
-    for i, column in enumerate(columns):
-        table.add_column(column, justify="left" if i == 0 else "right")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    print_table(title, columns, rows, right=columns[1:])
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -107,10 +108,10 @@ def probe(
     loo = " (kNN leave-one-out: train is test)" if train == test else ""
     _table(
         f"linear probe {train} -> {test}{loo}",
-        ["store", "linear acc", f"kNN acc (k={knn_k})", "train acc", "train", "test", "D", "fit s"],
+        ["model", "linear acc", f"kNN acc (k={knn_k})", "train acc", "train", "test", "D", "fit s"],
         [
             [
-                r["name"],
+                r["model"],
                 _fmt(r["accuracy"]),
                 _fmt(r["knn_accuracy"]),
                 _fmt(r["train_accuracy"]),
@@ -128,7 +129,9 @@ def probe(
 def plot_map(
     stores: StoresArgument = None,
     group: Annotated[str, typer.Option("--group", "-g", help="Group to map.")] = "cifar10/test",
-    method: Annotated[str, typer.Option("--method", help="pca (instant) or tsne (PCA to 50 dims first).")] = "pca",
+    method: Annotated[
+        MapMethod, typer.Option("--method", help="pca is instant; tsne runs PCA to 50 dims first.")
+    ] = "pca",
     max_points: MaxPointsOption = 10_000,
     seed: SeedOption = 0,
     out: OutOption = None,
@@ -218,6 +221,7 @@ def anomaly(
     normal: Annotated[str, typer.Option("--normal", help="Normal group scored beside the OOD one.")] = "cifar10/test",
     top: Annotated[int, typer.Option("--top", min=1, help="Most anomalous images shown per store.")] = 7,
     data_root: DataRootOption = None,
+    download: DownloadOption = False,
     device: DeviceOption = "auto",
     out: OutOption = None,
     workspace: WorkspaceOption = None,
@@ -241,6 +245,7 @@ def anomaly(
                     data_root=data_root,
                     device=device,
                     on_progress=on_progress,
+                    download=download,
                 )
             )
     first = results[0]
@@ -287,6 +292,10 @@ def anomaly(
             for r, d in ((r, r.result.to_dict()) for r in results)
         ],
     )
+    for r in results:
+        if r.encoded:
+            what = f"{r.result.to_dict()['n_ood']:,} {ood} images"
+            console.print(f"encoded {what} into new group {r.ood_group} of {r.store_path}", highlight=False)
     console.print("figures -> " + ", ".join(figures.values()))
 
 
@@ -295,7 +304,9 @@ def cluster(
     stores: StoresArgument = None,
     group: Annotated[str, typer.Option("--group", "-g", help="Group to cluster.")] = "cifar10/test",
     k: Annotated[int, typer.Option("--k", "-k", help="Number of k-means clusters.")] = 10,
-    map_method: Annotated[str, typer.Option("--map", help="2-D map for the figure: tsne or pca.")] = "tsne",
+    map_method: Annotated[
+        MapMethod, typer.Option("--map", help="2-D map for the figure; tsne takes minutes on 10,000 points.")
+    ] = "pca",
     max_points: MaxPointsOption = 10_000,
     seed: SeedOption = 0,
     out: OutOption = None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -12,8 +12,8 @@ WorkspaceOption = Annotated[
     typer.Option(
         "--workspace",
         envvar="EMBEDKIT_HOME",
-        help="Workspace folder holding runs, checkpoints and the default store (default: ./embedkit-work).",
-        show_default=False,
+        help="Workspace folder holding runs, checkpoints and the default store.",
+        show_default="./embedkit-work",
     ),
 ]
 DataRootOption = Annotated[
@@ -21,8 +21,14 @@ DataRootOption = Annotated[
     typer.Option(
         "--data-root",
         envvar="EMBEDKIT_DATA",
-        help="Folder with the datasets (default: $EMBEDKIT_DATA, else the per-user data folder).",
-        show_default=False,
+        help="Folder with the datasets.",
+        show_default="$EMBEDKIT_DATA, else the per-user data folder",
+    ),
+]
+DownloadOption = Annotated[
+    bool,
+    typer.Option(
+        "--download", help="Download CIFAR-10 or MNIST with torchvision into the data root if missing (needs internet)."
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout instead of tables.")]
@@ -30,14 +36,26 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print exactly one JSON
 SEED_RANGE = dict(min=0, max=2**32 - 1)
 
 
-def seed_option(help_text: str, *, optional: bool = False):
-    """A `--seed` option limited to SEED_RANGE, so -1 or a 20-digit seed is one usage error, not a traceback."""
+def seed_option(help_text: str, *, optional: bool = False, default: str | None = None):
+    """A `--seed` option limited to SEED_RANGE, so -1 or a 20-digit seed is one usage error, not a traceback;
+    an optional one's `default` says in the help what None means."""
     kind = int | None if optional else int
-    return Annotated[
-        kind, typer.Option("--seed", help=help_text, show_default=not optional, metavar="<int>", **SEED_RANGE)
-    ]
+    shown = (default or False) if optional else True
+    return Annotated[kind, typer.Option("--seed", help=help_text, show_default=shown, metavar="<int>", **SEED_RANGE)]
 
 
 DeviceOption = Annotated[
-    str, typer.Option("--device", help="Compute device: auto (cuda, then mps, then cpu), cpu, cuda or mps.")
+    str,
+    typer.Option("--device", metavar="<auto|cpu|cuda[:N]|mps>", help="Compute device; auto: cuda, then mps, then cpu."),
 ]
+
+# The values each enumerated option accepts, listed in its help as <a|b|c> and checked by the parser. They mirror the
+# library's tuples (imported here they would load NumPy for `--help`); tests/test_cli_help.py checks they agree.
+Metric = Literal["l2", "cosine"]  # embedkit.search.arrays.METRICS
+IndexKind = Literal["flat", "hnsw", "ivf"]  # embedkit.search.arrays.INDEX_KINDS
+MapMethod = Literal["pca", "tsne"]  # embedkit.eval.maps.METHODS
+TrainPreset = Literal["auto", "cpu", "gpu"]  # "auto" and embedkit.training.config.PRESETS
+StudyPreset = Literal["auto", "cpu", "gpu"]  # embedkit.study.plan.make_plan
+Encoder = Literal["small", "resnet18"]  # embedkit.training.models.ENCODER_KINDS
+Optimizer = Literal["adam", "lars"]  # embedkit.training.config.OPTIMIZERS
+Schedule = Literal["constant", "cosine"]  # embedkit.training.config.SCHEDULES

@@ -10,17 +10,18 @@ import typer
 
 from embedkit.errors import ConfigError
 from embedkit_cli.app import app, console, print_json
-from embedkit_cli.options import JsonOption, WorkspaceOption
+from embedkit_cli.options import IndexKind, JsonOption, Metric, WorkspaceOption
 from embedkit_cli.progress import progress_bar
+from embedkit_cli.tables import print_table
 
 PROGRESS_MIN_ROWS = 20_000  # smaller jobs finish before a bar would help
 
 StoreArgument = Annotated[
     Path | None,
-    typer.Argument(help="HDF5 store (default: the workspace's store.h5).", show_default=False),
+    typer.Argument(help="HDF5 store.", show_default="the workspace's store.h5"),
 ]
 GroupOption = Annotated[str, typer.Option("--group", "-g", help="Group to search, e.g. cifar10/train.")]
-MetricOption = Annotated[str, typer.Option("--metric", help="Distance: l2 (true Euclidean) or cosine (1 - cos).")]
+MetricOption = Annotated[Metric, typer.Option("--metric", help="Distance: l2 is true Euclidean, cosine is 1 - cos.")]
 
 
 def _store_path(store: Path | None, workspace: Path | None) -> Path:
@@ -35,7 +36,9 @@ def add(
     group: Annotated[str, typer.Option("--group", "-g", help="Group to write, e.g. mymodel/train.")] = ...,
     embeddings: Annotated[Path, typer.Option("--embeddings", help="(N, D) embeddings as a NumPy .npy file.")] = ...,
     labels: Annotated[Path | None, typer.Option("--labels", help="(N,) integer labels .npy (-1 unknown).")] = None,
-    ids: Annotated[Path | None, typer.Option("--ids", help="(N,) unique integer ids .npy (default: 0..N-1).")] = None,
+    ids: Annotated[
+        Path | None, typer.Option("--ids", help="(N,) unique integer ids .npy.", show_default="0..N-1")
+    ] = None,
     class_names: Annotated[
         str | None, typer.Option("--class-names", help="Comma-separated class names, label 0 first.")
     ] = None,
@@ -71,26 +74,26 @@ def info(
     if json_out:
         print_json(summary)
         return
-    from rich.table import Table
-
-    table = Table(title=f"{summary['store']} ({summary['size_bytes'] / 2**20:,.1f} MiB)", title_justify="left")
-    for column in ("group", "N", "D", "dataset/split", "classes", "checkpoint or source", "created", "indexes"):
-        table.add_column(column, justify="right" if column in ("N", "D") else "left")
+    columns = ("group", "N", "D", "dataset/split", "classes", "checkpoint or source", "created", "indexes")
+    rows = []
     for g in summary["groups"]:
         checkpoint = Path(g["checkpoint"]).name if g.get("checkpoint") else g.get("source", "-")
         digest = str(g.get("checkpoint_digest", ""))[:12]
         indexes = ", ".join(f"{i['metric']}.{i['kind']}{'' if i['fresh'] else ' (stale)'}" for i in g["indexes"])
-        table.add_row(
-            g["name"],
-            f"{g['n']:,}",
-            str(g["dim"]),
-            f"{g.get('dataset', '')}/{g.get('split', '')}",
-            str(len(g.get("class_names", []))),
-            f"{checkpoint} {digest}".strip(),
-            str(g.get("created", ""))[:16].replace("T", " "),
-            indexes or "none saved",
+        rows.append(
+            [
+                g["name"],
+                f"{g['n']:,}",
+                str(g["dim"]),
+                f"{g.get('dataset', '')}/{g.get('split', '')}",
+                str(len(g.get("class_names", []))),
+                f"{checkpoint} {digest}".strip(),
+                str(g.get("created", ""))[:16].replace("T", " "),
+                indexes or "none saved",
+            ]
         )
-    console.print(table)
+    title = f"{summary['store']} ({summary['size_bytes'] / 2**20:,.1f} MiB)"
+    print_table(title, columns, rows, right=("N", "D", "classes"))
 
 
 def _parse_ids(text: str | None) -> list[int] | None:
@@ -109,13 +112,16 @@ def neighbors(
     k: Annotated[int, typer.Option("--k", "-k", help="Neighbours per query.")] = 5,
     farthest: Annotated[bool, typer.Option("--farthest", help="The k farthest rows instead (exact).")] = False,
     query_group: Annotated[
-        str | None, typer.Option("--query-group", help="Take the queries from this group (default: --group itself).")
+        str | None,
+        typer.Option("--query-group", help="Take the queries from this group.", show_default="--group itself"),
     ] = None,
     ids: Annotated[
         str | None, typer.Option("--ids", help="Only these query ids (the group's ids values), e.g. 1,2,3.")
     ] = None,
     metric: MetricOption = "l2",
-    index: Annotated[str, typer.Option("--index", help="flat (exact), hnsw or ivf (approximate, fast).")] = "flat",
+    index: Annotated[
+        IndexKind, typer.Option("--index", help="flat is exact; hnsw and ivf are approximate, fast.")
+    ] = "flat",
     out: Annotated[
         Path | None, typer.Option("--out", help="Write every result to .json, .h5 or .npz (atomic).")
     ] = None,
@@ -153,29 +159,27 @@ def neighbors(
 
 
 def _print_neighbors(result, limit: int) -> None:
-    from rich.table import Table
+    from embedkit.search.index import SELF_JOIN_STATUS
 
     def label(value: int) -> str:
         names = result.class_names
         return names[value] if 0 <= value < len(names) else ("-" if value < 0 else str(value))
 
     what = "farthest" if result.farthest else "nearest"
-    table = Table(
-        title=f"{what} {result.k} in {result.group} ({result.metric}, index {result.index_kind}, "
-        f"{result.index_status})",
-        title_justify="left",
-    )
-    for column in ("query id", "label", "neighbour ids", "distances", "labels"):
-        table.add_column(column)
-    for row in range(min(limit, len(result.query_ids))):
-        table.add_row(
+    status = result.index_status  # "exact self-join, no index", or how the saved index was had: "loaded", "built"
+    search = status if status == SELF_JOIN_STATUS else f"{result.index_kind} index {status}"
+    title = f"{what} {result.k} in {result.group}, {result.metric} distance, {search}"
+    rows = [
+        [
             str(result.query_ids[row]),
             label(int(result.query_labels[row])),
             " ".join(str(i) for i in result.ids[row]),
             " ".join(f"{d:.4f}" for d in result.distances[row]),
             " ".join(label(int(v)) for v in result.labels[row]),
-        )
-    console.print(table)
+        ]
+        for row in range(min(limit, len(result.query_ids)))
+    ]
+    print_table(title, ("query id", "label", "neighbour ids", "distances", "labels"), rows)
     shown = min(limit, len(result.query_ids))
     if shown < len(result.query_ids):
         console.print(

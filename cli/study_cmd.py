@@ -10,7 +10,8 @@ import typer
 from rich.text import Text
 
 from embedkit_cli.app import app, console, err_console, print_json, styled
-from embedkit_cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption
+from embedkit_cli.options import DataRootOption, DeviceOption, JsonOption, StudyPreset, WorkspaceOption
+from embedkit_cli.tables import print_table
 
 
 class _StageDisplay:
@@ -51,10 +52,11 @@ class _StageDisplay:
         return Group(table, self.progress)
 
     def on_event(self, event: str, stage, record) -> None:
+        if self.task is not None:  # a stage's bar lives while it runs; its mark says the rest
+            self.progress.remove_task(self.task)
+            self.task = None
         if event == "started":
             self.marks[stage.name] = styled("yellow", "▶", "running")
-            if self.task is not None:
-                self.progress.remove_task(self.task)
             self.task = self.progress.add_task(stage.title, total=None)
         elif event == "finished":
             self.marks[stage.name] = styled("green", "✓", f"{record.seconds:,.0f} s")
@@ -70,11 +72,11 @@ class _StageDisplay:
 @app.command("study")
 def study(
     preset: Annotated[
-        str,
+        StudyPreset,
         typer.Option(
             "--preset",
-            help="auto (gpu if CUDA is available, else cpu), cpu (all of "
-            "CIFAR-10 within about an hour on 2 cores) or gpu (ResNet-18).",
+            help="auto: gpu if CUDA is available, else cpu; cpu: all of "
+            "CIFAR-10 within about an hour on 2 cores; gpu: ResNet-18.",
         ),
     ] = "auto",
     smoke: Annotated[
@@ -119,19 +121,18 @@ def study(
 
 
 def _print_models(models: dict[str, dict], title: str) -> None:
-    from rich.table import Table
-
     from embedkit.study.report import REFERENCE_PROBE, TABLE_COLUMNS
 
-    table = Table(title=title)
-    table.add_column("model")
-    for _, label in TABLE_COLUMNS:
-        table.add_column(label, justify="right")
-    table.add_column("reference probe", justify="right")
-    for name, metrics in models.items():
-        cells = ["-" if metrics.get(key) is None else f"{metrics[key]:.3f}" for key, _ in TABLE_COLUMNS]
-        table.add_row(name, *cells, REFERENCE_PROBE.get(name, "-"))
-    console.print(table)
+    columns = ["model", *(label for _, label in TABLE_COLUMNS), "reference probe"]
+    rows = [
+        [
+            name,
+            *("-" if metrics.get(key) is None else f"{metrics[key]:.3f}" for key, _ in TABLE_COLUMNS),
+            REFERENCE_PROBE.get(name, "-"),
+        ]
+        for name, metrics in models.items()
+    ]
+    print_table(title, columns, rows, right=columns[1:])
 
 
 @app.command("compare")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -11,21 +12,34 @@ import typer
 from embedkit.errors import ConfigError
 from embedkit.workspace import Workspace
 from embedkit_cli.app import app, console, err_console, plot_app, print_json, styled, warn
-from embedkit_cli.options import DataRootOption, DeviceOption, JsonOption, WorkspaceOption, seed_option
+from embedkit_cli.options import (
+    DataRootOption,
+    DeviceOption,
+    DownloadOption,
+    Encoder,
+    JsonOption,
+    Optimizer,
+    Schedule,
+    TrainPreset,
+    WorkspaceOption,
+    seed_option,
+)
 from embedkit_cli.progress import progress_bar
+from embedkit_cli.tables import print_table
 
 
-def _opt(kind: type, flag: str, help_text: str):
-    """An optional option whose default (None) means: take the value from the preset or the saved config."""
-    return Annotated[kind | None, typer.Option(flag, help=help_text, show_default=False)]
+def _opt(kind: type, flag: str, help_text: str, default: str | None = None):
+    """An optional option whose default (None) means: take the value from the preset or the saved config;
+    `default` says in the help where the value then comes from."""
+    return Annotated[kind | None, typer.Option(flag, help=help_text, show_default=default or False)]
 
 
 PresetOption = Annotated[
-    str,
+    TrainPreset,
     typer.Option(
         "--preset",
         help="Recipe: auto (gpu if CUDA is available, else cpu), "
-        "cpu (small encoder, Adam, 6 epochs) or gpu (ResNet-18, LARS, 200 epochs).",
+        "cpu (small encoder, Adam, 6 epochs), gpu (ResNet-18, LARS, 200 epochs).",
     ),
 ]
 ResumeOption = Annotated[
@@ -38,20 +52,20 @@ ResumeOption = Annotated[
 ]
 
 
-def _load_split(dataset: str, split: str, data_root: Path | None):
+def _load_split(dataset: str, split: str, data_root: Path | None, download: bool = False):
     from embedkit.data.sources import load_images
 
     with progress_bar(f"loading {dataset} {split}", "items", keep=True) as on_progress:
-        return load_images(dataset, split, data_root, on_progress=on_progress)
+        return load_images(dataset, split, data_root, download=download, on_progress=on_progress)
 
 
-def _test_split(dataset: str, data_root: Path | None):
+def _test_split(dataset: str, data_root: Path | None, download: bool = False):
     """The test split, or None (with a warning) for an image folder that has none, or a single test image."""
     from embedkit.data.sources import KNOWN_DATASETS
     from embedkit.errors import DataError
 
     try:
-        test_set = _load_split(dataset, "test", data_root)
+        test_set = _load_split(dataset, "test", data_root, download)
     except DataError as exc:
         if dataset in KNOWN_DATASETS:
             raise
@@ -66,23 +80,21 @@ def _test_split(dataset: str, data_root: Path | None):
 @app.command("train")
 def train_command(
     preset: PresetOption = "auto",
-    epochs: _opt(int, "--epochs", "Epochs \\[preset].") = None,
-    batch_size: _opt(int, "--batch-size", "Images per step \\[preset].") = None,
-    optimizer: _opt(
-        str, "--optimizer", "adam or lars; warm-up and cosine via --warmup-epochs, --schedule \\[preset]."
-    ) = None,
-    lr: _opt(float, "--lr", "Base learning rate (LARS: per 256 images) \\[preset; Adam's own default 3e-4].") = None,
-    weight_decay: _opt(float, "--weight-decay", "Weight decay, not on biases or BatchNorm \\[preset].") = None,
-    warmup_epochs: _opt(float, "--warmup-epochs", "Linear warm-up length in epochs \\[preset].") = None,
-    schedule: _opt(str, "--schedule", "After warm-up: constant or cosine \\[preset].") = None,
-    lam: _opt(float, "--lam", "Invariance weight \\[25].") = None,
-    mu: _opt(float, "--mu", "Variance weight \\[25].") = None,
-    nu: _opt(float, "--nu", "Covariance weight \\[1].") = None,
-    encoder: _opt(str, "--encoder", "small or resnet18 \\[preset].") = None,
-    seed: seed_option("Seed of the weights, the epoch order and the views \\[0].", optional=True) = None,
+    epochs: _opt(int, "--epochs", "Epochs.", "preset") = None,
+    batch_size: _opt(int, "--batch-size", "Images per step.", "preset") = None,
+    optimizer: _opt(Optimizer, "--optimizer", "Warm-up and cosine via --warmup-epochs, --schedule.", "preset") = None,
+    lr: _opt(float, "--lr", "Base learning rate (LARS: per 256 images).", "preset; Adam's own default 3e-4") = None,
+    weight_decay: _opt(float, "--weight-decay", "Weight decay, not on biases or BatchNorm.", "preset") = None,
+    warmup_epochs: _opt(float, "--warmup-epochs", "Linear warm-up length in epochs.", "preset") = None,
+    schedule: _opt(Schedule, "--schedule", "After warm-up.", "preset") = None,
+    lam: _opt(float, "--lam", "Invariance weight.", "25") = None,
+    mu: _opt(float, "--mu", "Variance weight.", "25") = None,
+    nu: _opt(float, "--nu", "Covariance weight.", "1") = None,
+    encoder: _opt(Encoder, "--encoder", "Encoder network.", "preset") = None,
+    seed: seed_option("Seed of the weights, the epoch order and the views.", optional=True, default="0") = None,
     subset: _opt(int, "--subset", "Train on N random train images (quick runs).") = None,
     dataset: _opt(
-        str, "--dataset", "cifar10, or an image folder with train/ (and test/) class folders \\[cifar10]."
+        str, "--dataset", "cifar10, or an image folder with train/ (and test/) class folders.", "cifar10"
     ) = None,
     positives: _opt(
         Path,
@@ -112,22 +124,24 @@ def train_command(
     source_store: _opt(
         Path,
         "--source-store",
-        "With --latent: store with cifar10/train and cifar10/test of another "
-        "model, whose kNN pairs are the positives \\[the workspace's store.h5].",
+        "With --latent: store with cifar10/train and cifar10/test of another model, whose kNN pairs are the positives.",
+        "the workspace's store.h5",
     ) = None,
     out: _opt(
         Path,
         "--out",
-        "With --latent: store to write cifar10/train and cifar10/test to (overwritten) \\[<workspace>/latent.h5].",
+        "With --latent: store to write cifar10/train and cifar10/test to (overwritten).",
+        "<workspace>/latent.h5",
     ) = None,
-    k: _opt(int, "--k", "With --latent: neighbours per image; the positive is one of them \\[3].") = None,
+    k: _opt(int, "--k", "With --latent: neighbours per image; the positive is one of them.", "3") = None,
     run_dir: _opt(
-        Path, "--run-dir", "Run folder \\[a new runs/vicreg-<preset> in the workspace; with --resume, the latest run]."
+        Path, "--run-dir", "Run folder.", "a new runs/vicreg-<preset> in the workspace; with --resume, the latest run"
     ) = None,
     resume: ResumeOption = False,
     device: DeviceOption = "auto",
     workspace: WorkspaceOption = None,
     data_root: DataRootOption = None,
+    download: DownloadOption = False,
     json_out: JsonOption = False,
 ) -> None:
     """Train a VICReg encoder; checkpoint every epoch to RUN/last.pt, loss terms per batch to RUN/log.jsonl.
@@ -172,13 +186,12 @@ def train_command(
     else:
         config = make_config(preset, **options)
         folder = ws.run_dir(run_dir, resume=False, preset=config.preset)
-    train_set = _load_split(config.dataset, "train", data_root)
-    test_set = _test_split(config.dataset, data_root) if config.test_images else None
+    train_set = _load_split(config.dataset, "train", data_root, download)
+    test_set = _test_split(config.dataset, data_root, download) if config.test_images else None
     err_console.print(f"run folder: {folder}", highlight=False)
-    note = {"text": ""}
-    on_log = lambda record: note.update(text=f"loss {record['total']:.2f}")  # noqa: E731
     try:
         with progress_bar("training", "img", per_step=config.batch_size, keep=True) as bar:
+            notes = _TrainNotes(bar)
             result = train(
                 config,
                 folder,
@@ -186,9 +199,10 @@ def train_command(
                 test_set,
                 resume=resume,
                 device=device,
-                on_progress=lambda done, total: bar(done, total, note["text"]),
-                on_log=on_log,
+                on_progress=notes.on_progress,
+                on_log=notes.on_log,
                 command=["embedkit", *sys.argv[1:]],
+                on_test_progress=notes.on_test_progress,
             )
     except KeyboardInterrupt:
         saved = folder / "last.pt"
@@ -200,6 +214,30 @@ def train_command(
         )
         raise typer.Exit(130) from None
     _show_train_result(result, config, json_out)
+
+
+class _TrainNotes:
+    """The training bar's callbacks and note: the last loss, and during the test-loss pass that ends each epoch,
+    that pass's image count and time left (the bar's own ETA cannot see the pass coming)."""
+
+    def __init__(self, bar) -> None:
+        self.bar, self.step, self.total, self.note, self.step_done_at = bar, 0, 0, "", 0.0
+
+    def on_progress(self, step: int, total: int) -> None:
+        self.total = total
+        self.bar(step, total, self.note)
+
+    def on_log(self, record: dict) -> None:
+        if record["split"] == "train":
+            self.step, self.note = record["step"], f"loss {record['total']:.2f}"
+            self.step_done_at = time.perf_counter()  # a test-loss pass, if any, starts now
+        else:
+            self.note = f"test loss {record['total']:.2f}"
+
+    def on_test_progress(self, done: int, total: int) -> None:
+        if self.total:  # known from the first step's report
+            left = (time.perf_counter() - self.step_done_at) / done * (total - done)
+            self.bar(self.step, self.total, f"test-loss pass {done:,}/{total:,} images, {left:,.0f} s left")
 
 
 def _fit_latent(options: dict, source_store, out, device: str, workspace, json_out) -> None:
@@ -239,17 +277,13 @@ def _show_train_result(result, config, json_out: bool) -> None:
     if json_out:
         print_json(payload)
         return
-    from rich.table import Table
-
-    table = Table(title=f"VICReg run {result.run_dir}")
-    for column in ("split", "step", "total", "inv", "var", "cov"):
-        table.add_column(column, justify="right" if column != "split" else "left")
-    for terms in (result.train_terms, result.test_terms):
-        if terms:
-            table.add_row(
-                terms["split"], str(terms["step"]), *(f"{terms[k]:.4f}" for k in ("total", "inv", "var", "cov"))
-            )
-    console.print(table)
+    columns = ("split", "step", "total", "inv", "var", "cov")
+    rows = [
+        [terms["split"], str(terms["step"]), *(f"{terms[k]:.4f}" for k in ("total", "inv", "var", "cov"))]
+        for terms in (result.train_terms, result.test_terms)
+        if terms
+    ]
+    print_table(f"VICReg run {result.run_dir}", columns, rows, right=columns[1:])
     epochs = f"{result.epochs} epoch{'s' if result.epochs != 1 else ''}"
     console.print(
         f"{config.encoder} encoder, {epochs}, {result.images_per_s:,.0f} images/s; checkpoint {result.checkpoint}",
@@ -262,15 +296,15 @@ def _show_train_result(result, config, json_out: bool) -> None:
 def encode_command(
     checkpoint: Annotated[
         Path | None,
-        typer.Argument(help="Checkpoint (last.pt) \\[default: the workspace's latest].", show_default=False),
+        typer.Argument(help="Checkpoint (last.pt).", show_default="the workspace's latest"),
     ] = None,
     dataset: Annotated[str, typer.Option("--dataset", help="cifar10, mnist, or an image folder.")] = "cifar10",
     split: Annotated[
         list[str] | None,
-        typer.Option("--split", help="Split to encode; repeat for several \\[train and test].", show_default=False),
+        typer.Option("--split", help="Split to encode; repeat for several.", show_default="train and test"),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="HDF5 store \\[default: the workspace's store.h5].", show_default=False)
+        Path | None, typer.Option("--out", help="HDF5 store.", show_default="the workspace's store.h5")
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace groups that already exist.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 512,
@@ -285,6 +319,7 @@ def encode_command(
     device: DeviceOption = "auto",
     workspace: WorkspaceOption = None,
     data_root: DataRootOption = None,
+    download: DownloadOption = False,
     json_out: JsonOption = False,
 ) -> None:
     """Encode dataset splits with a trained encoder into store groups <dataset>/<split>, with provenance."""
@@ -306,6 +341,7 @@ def encode_command(
             batch_size=batch_size,
             overwrite=overwrite,
             subset=subset,
+            download=download,
             on_progress=on_progress,
         )
     infos = [open_store(store_path).info(group) for group in groups]
@@ -326,19 +362,15 @@ def encode_command(
 def plot_losses_command(
     run: Annotated[
         Path | None,
-        typer.Argument(
-            help="Run folder (or its log.jsonl) \\[default: the workspace's latest run].", show_default=False
-        ),
+        typer.Argument(help="Run folder (or its log.jsonl).", show_default="the workspace's latest run"),
     ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="PNG file \\[default: RUN/losses.png].", show_default=False)
-    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="PNG file.", show_default="RUN/losses.png")] = None,
     workspace: WorkspaceOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Plot a run's total loss and its invariance, variance and covariance terms per batch, train and test."""
     from embedkit.eval.plots import plot_losses
-    from embedkit.training.loop import read_log
+    from embedkit.training.log import read_log
 
     run = run if run is not None else Workspace.at(workspace).latest_checkpoint().parent
     records = read_log(run)

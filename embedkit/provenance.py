@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,6 +28,19 @@ def code_version() -> dict:
     for path in sorted(PACKAGE.rglob("*.py")):
         digest.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes())
     return {"embedkit": __version__, **_git_state(PACKAGE.parent), "source_digest": digest.hexdigest()[:16]}
+
+
+def model_label(attrs: Mapping, fallback: str) -> str:
+    """How a table names the model behind a store group: the training recipe its provenance records
+    (`vicreg (small, 6 ep)`, `no-variance (small, 2 ep)`, `neighbour-positives (small, 2 ep, 5,000 img)`), the
+    `method` of a baseline, else `fallback` (the store's file stem, for embeddings added from another model)."""
+    config = attrs.get("config")
+    if isinstance(config, Mapping) and "encoder" in config and "epochs" in config:
+        kind = "neighbour-positives" if config.get("positives") else "vicreg"
+        kind = "no-variance" if config.get("mu") == 0 else kind
+        subset = f", {config['subset']:,} img" if config.get("subset") else ""
+        return f"{kind} ({config['encoder']}, {config['epochs']} ep{subset})"
+    return str(attrs.get("method") or fallback)
 
 
 def _git_state(repo: Path) -> dict:

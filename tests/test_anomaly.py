@@ -126,3 +126,25 @@ def test_top_anomalies_of_the_normal_and_the_ood_set_apart():
     assert [p["id"] for p in store.top(2)] == [3, 5]  # both OOD: the normal set would never be shown
     assert [p["id"] for p in store.top(2, ood=False)] == [0, 4]
     assert [p["id"] for p in store.top(5, ood=True)] == [3, 5, 1]
+
+
+def test_the_anomaly_command_says_it_encoded_a_new_group(tmp_path, rng, monkeypatch, runner, cli_app):
+    """Encoding 10,000 MNIST images into the store is work the user should hear about, in one line."""
+    import embedkit.eval.anomaly
+    from embedkit.store.store import open_store
+
+    checkpoint = tmp_path / "last.pt"
+    checkpoint.write_bytes(b"stand-in: encode_to_store is replaced below")
+    path = _write_store(tmp_path / "m.h5", rng, attrs={"checkpoint": str(checkpoint)}, with_ood=False)
+
+    def fake_encode(ckpt, dataset, splits, store_path, **kwargs):
+        open_store(store_path).write_group(f"{dataset}/{splits[0]}", np.full((20, 6), 10, np.float32))
+        return [f"{dataset}/{splits[0]}"]
+
+    monkeypatch.setattr(embedkit.eval.anomaly, "encode_to_store", fake_encode)
+    args = ["anomaly", str(path), "--ood", "mnist", "--workspace", str(tmp_path / "ws")]
+    first = runner.invoke(cli_app, args)
+    assert first.exit_code == 0, first.output
+    assert f"encoded 20 mnist images into new group mnist/test of {path}" in first.stdout
+    again = runner.invoke(cli_app, args)  # the group is there now: nothing encoded, nothing said
+    assert again.exit_code == 0 and "encoded" not in again.stdout

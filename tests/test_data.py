@@ -287,6 +287,35 @@ def test_download_lets_torchvision_fetch_into_the_data_root(tmp_path, rng, monke
         load_images("mnist", "test", tmp_path / "offline", download=True)
 
 
+def test_data_download_fetches_only_the_missing_splits_and_says_so(tmp_path, rng, monkeypatch, runner, cli_app):
+    """`embedkit data --download`, offline: torchvision's MNIST is a stand-in writing what its download would."""
+    import torchvision.datasets
+
+    calls = []
+
+    class FakeMNIST:
+        def __init__(self, root, train, download):
+            calls.append((root, train, download))
+            write_mnist(Path(root) / "MNIST" / "raw", rng, prefix="train" if train else "t10k")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("CIFAR-10 is present: nothing to download")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", FakeMNIST)
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", no_network)
+    make_tree(tmp_path / "cifar10", rng)
+    listed = runner.invoke(cli_app, ["data", "--data-root", str(tmp_path), "--json"])
+    assert listed.exit_code == 0 and not calls  # no download unless asked
+    result = runner.invoke(cli_app, ["data", "--data-root", str(tmp_path), "--download"])
+    assert result.exit_code == 0, result.output
+    assert f"downloaded mnist/train, mnist/test into {tmp_path}" in result.stdout
+    assert calls == [(str(tmp_path), True, True), (str(tmp_path), False, True)]
+    payload = json.loads(runner.invoke(cli_app, ["data", "--data-root", str(tmp_path), "--download", "--json"]).stdout)
+    assert payload["downloaded"] == [] and len(calls) == 2  # all there now: nothing fetched again
+    mnist_test = next(r for r in payload["datasets"] if (r["dataset"], r["split"]) == ("mnist", "test"))
+    assert mnist_test["found"] and mnist_test["n_images"] == 7
+
+
 # --- errors -----------------------------------------------------------------------------------------------------
 
 

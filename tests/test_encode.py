@@ -123,6 +123,9 @@ def test_encode_subset_encodes_a_seeded_sample_with_its_rows_as_ids(checkpoint, 
         group = open_store(store_path).read(f"tiny/{split}")
         assert np.array_equal(group.ids, rows) and np.array_equal(group.labels, source.labels[rows])
         assert np.allclose(group.embeddings, encode_images(encoder, source.images[rows], device="cpu"), atol=1e-6)
+        assert (group.attrs["subset"], group.attrs["subset_seed"]) == (5, 2)  # the options that chose the rows
+    encode_to_store(checkpoint, str(image_folder), ["test"], tmp_path / "all.h5", device="cpu", seed=2)
+    assert "subset" not in open_store(tmp_path / "all.h5").read("tiny/test").attrs
     with pytest.raises(ConfigError, match="subset must be at least 1"):
         encode_to_store(checkpoint, str(image_folder), ["test"], tmp_path / "other.h5", device="cpu", subset=0)
 
@@ -224,7 +227,7 @@ def test_cli_errors_are_one_line(runner, cli_app, tmp_path, image_folder):
     result = runner.invoke(cli_app, ["encode", "--workspace", str(tmp_path / "empty-ws")])
     assert result.exit_code == 1 and "no checkpoint" in result.output
     result = runner.invoke(cli_app, ["train", "--optimizer", "sgd", "--run-dir", str(tmp_path / "r")])
-    assert result.exit_code == 1 and "optimizer 'sgd'" in result.output
+    assert result.exit_code == 2 and "'sgd' is not one of 'adam', 'lars'" in result.output  # refused by the parser
     result = runner.invoke(cli_app, ["train", "--resume", "--lr", "0.1", "--run-dir", str(tmp_path / "r")])
     assert result.exit_code == 1 and "drop --lr" in result.output
     result = runner.invoke(cli_app, ["plot", "losses", str(tmp_path)])

@@ -94,3 +94,27 @@ def test_the_figure_title_never_overlaps_a_panel_title(tmp_path, rng, monkeypatc
         for ax in fig.axes:
             assert not suptitle.overlaps(ax.title.get_window_extent(renderer)), ax.get_title()
         plots.plt.close(fig)
+
+
+def test_plot_losses_runs_without_importing_torch(tmp_path):
+    """Plotting a finished run's JSON log needs matplotlib, not torch (whose import alone takes seconds)."""
+    import json
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    run.mkdir()
+    records = [
+        {"split": "train", "step": i, "total": 3.0 - i, "inv": 1.0, "var": 1.0, "cov": 1.0 - i / 4} for i in (0, 1)
+    ]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    script = (
+        "import sys\n"
+        "from embedkit_cli.main import app\n"
+        f"app(['plot', 'losses', {str(run)!r}, '--json'], prog_name='embedkit', standalone_mode=False)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    payload, torch_loaded = done.stdout.splitlines()
+    assert json.loads(payload)["train_steps"] == 2 and (run / "losses.png").is_file()
+    assert torch_loaded == "False"

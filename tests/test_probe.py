@@ -116,3 +116,27 @@ def test_identical_rows_have_rank_zero(rng):
     collapsed = effective_rank(np.tile(rng.normal(size=(1, 16)), (50, 1)))
     assert collapsed["rank_1pct"] == 0
     assert collapsed["entropy_rank"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("attrs", "label"),
+    [
+        ({"config": {"encoder": "small", "epochs": 6, "mu": 25.0}}, "vicreg (small, 6 ep)"),
+        ({"config": {"encoder": "small", "epochs": 2, "mu": 0.0}}, "no-variance (small, 2 ep)"),
+        (
+            {"config": {"encoder": "small", "epochs": 2, "positives": "p.h5", "subset": 5000}},
+            "neighbour-positives (small, 2 ep, 5,000 img)",
+        ),
+        ({}, "s"),  # embeddings added from another model: the store's file stem
+    ],
+)
+def test_probe_names_the_model_from_the_stores_provenance(tmp_path, rng, attrs, label):
+    from embedkit.store.store import open_store
+
+    x, y = _blobs(rng, 30, 3, 8, spread=20.0)
+    store = open_store(tmp_path / "s.h5", create=True)
+    store.write_group("toy/train", x[::2], y[::2], attrs=attrs)
+    store.write_group("toy/test", x[1::2], y[1::2])
+    result = probe_store(tmp_path / "s.h5", "toy/train", "toy/test", knn_k=5)
+    assert result.model == label
+    assert result.to_dict()["model"] == result.model

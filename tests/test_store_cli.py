@@ -150,7 +150,6 @@ def test_add_overwrite_rebuilds_the_index(store, files, runner, cli_app):
         (["neighbors", "{store}", "-g", "toy/train", "-k", "60"], "k=60 is larger than group 'toy/train'"),
         (["neighbors", "{store}", "-g", "toy/train", "--ids", "1,x"], "--ids: expected comma-separated"),
         (["neighbors", "{store}", "-g", "toy/train", "--ids", "7"], "ids not in group 'toy/train'"),
-        (["neighbors", "{store}", "-g", "toy/train", "--index", "lsh"], "unknown index kind"),
         (["neighbors", "{store}", "-g", "toy/train", "--out", "{tmp}/r.csv"], "unknown output format"),
         (["neighbors", "{store}", "-g", "toy/train", "--query-group", "toy/d5"], "dimension mismatch"),
         (["pairs", "{store}", "-g", "toy/train", "--out", "{tmp}/no/such/dir/p.h5"], "does not exist"),
@@ -180,3 +179,14 @@ def test_bad_input_is_one_line_and_changes_nothing(store, files, runner, cli_app
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert result.stdout == ""
     assert digest(store) == before
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "choices"), [("--index", "lsh", "'flat', 'hnsw', 'ivf'"), ("--metric", "l1", "'l2', 'cosine'")]
+)
+def test_an_unknown_choice_is_a_usage_error_listing_the_choices(store, runner, cli_app, option, value, choices):
+    before = store.read_bytes()
+    result = runner.invoke(cli_app, ["neighbors", str(store), "-g", "toy/train", option, value])
+    assert result.exit_code == 2 and result.stdout == ""  # like any option the parser refuses
+    assert f"'{value}' is not one of {choices}" in result.output and len(result.output.strip().splitlines()) == 1
+    assert store.read_bytes() == before

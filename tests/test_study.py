@@ -160,3 +160,20 @@ def test_smoke_study_on_real_data_uses_a_few_hundred_images_per_split(real_data_
             assert len(ids) == n and len(np.unique(ids)) == n and ids.max() >= n, (model, group)  # a sample, not a head
         classes = np.unique(store.read("cifar10/train").labels)
         assert len(classes) == 10, model
+
+
+def test_the_stage_display_keeps_no_bar_once_a_stage_is_over():
+    """A finished stage's bar used to stay on screen (`HTML report 0/?` above the final table)."""
+    from types import SimpleNamespace
+
+    from embedkit_cli.study_cmd import _StageDisplay
+
+    stages = [SimpleNamespace(name="train", title="train vicreg"), SimpleNamespace(name="report", title="HTML report")]
+    display = _StageDisplay([(s.name, s.title) for s in stages])
+    for stage in stages:
+        display.on_event("started", stage, None)
+        assert [task.description for task in display.progress.tasks] == [stage.title]
+        display.on_event("finished", stage, SimpleNamespace(seconds=1.0))
+        assert display.progress.tasks == []
+    display.on_event("skipped", stages[0], None)
+    assert display.progress.tasks == []

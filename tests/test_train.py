@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from embedkit.errors import ConfigError
-from embedkit.training.loop import TrainConfig, make_config, read_log, resume_config, train
+from embedkit.training.log import read_log
+from embedkit.training.loop import TrainConfig, make_config, resume_config, train
 from embedkit.training.models import read_checkpoint
 from embedkit.training.optim import learning_rate
 from embedkit.training.views import ViewConfig
@@ -111,6 +112,32 @@ def test_log_has_a_line_per_step_and_test_terms_per_epoch(tmp_path, images):
     assert result.test_terms == records[-1] and result.epochs == 2
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert TrainConfig.from_dict(saved) == config
+
+
+def test_the_test_loss_pass_reports_its_progress_after_the_epochs_last_step(tmp_path, images):
+    """The pass that ends each epoch reports (images done, test images) per batch, between that epoch's last
+    train record and its test record, so a progress bar need not sit silent on the epoch's last step."""
+    config = make_config("cpu", **{**TINY, "epochs": 2, "batch_size": 16, "test_images": 20})
+    events = []
+    train(
+        config,
+        tmp_path / "run",
+        images,
+        images,
+        on_log=lambda r: events.append((r["split"], r["step"])),
+        on_test_progress=lambda done, total: events.append(("test pass", done, total)),
+    )
+    pass_of_epoch = [("test pass", 16, 20), ("test pass", 20, 20)]
+    assert events == [
+        ("train", 1),
+        ("train", 2),
+        *pass_of_epoch,
+        ("test", 2),
+        ("train", 3),
+        ("train", 4),
+        *pass_of_epoch,
+        ("test", 4),
+    ]
 
 
 def test_resume_refuses_another_config_but_allows_more_epochs(tmp_path, images):

@@ -164,6 +164,20 @@ def _path_source(dataset: str) -> Source:
     raise DataError(f"{path}: no such image folder or .tar.gz (known datasets: {', '.join(KNOWN_DATASETS)})")
 
 
+def download_missing(data_root: Path | None = None) -> list[str]:
+    """Download with torchvision every split of the known datasets (CIFAR-10, MNIST) that is missing under the data
+    root; the `dataset/split` names that were missing and are now there."""
+    root = resolve_data_root(data_root)
+    fetched = []
+    for dataset, splits in KNOWN_DATASETS.items():
+        for split in splits:
+            if find_source(dataset, split, root) is None:
+                _download(dataset, split, root)
+                if find_source(dataset, split, root) is not None:
+                    fetched.append(f"{dataset}/{split}")
+    return fetched
+
+
 def _download(dataset: str, split: str, root: Path) -> None:
     """Let torchvision download a known dataset into the data root (the only write to it)."""
     from torchvision import datasets
@@ -276,7 +290,8 @@ def available_datasets(data_root: Path | None = None) -> list[dict]:
 
     One dict per (dataset, split): dataset, split, found, layout, source, n_images, n_classes, class_names,
     cached, searched (and error, when the files are there but unreadable). Counts come from the cache, a file
-    listing, archive member names or IDX headers; nothing is decoded.
+    listing, archive member names or IDX headers; no image is decoded (but an uncached .tar.gz is read through
+    once, since gzip has no index).
     """
     root = resolve_data_root(data_root)
     if root.exists() and not root.is_dir():

@@ -147,15 +147,23 @@ def anomaly_store(
     data_root: Path | None = None,
     device: str = "auto",
     on_progress: ProgressFn | None = None,
+    download: bool = False,
 ) -> StoreAnomaly:
     """Score `normal_group` and the OOD group (`ood`: dataset name or group) against `reference_group`.
 
-    If the OOD group is missing and the reference group's attrs name its checkpoint, it is encoded into the store.
+    If the OOD group is missing and the reference group's attrs name its checkpoint, it is encoded into the store
+    (its images downloaded first when missing, with `download`).
     """
     store_path = Path(store_path)
     ood_group = ood_group_name(ood)
     encoded = ensure_group(
-        store_path, ood_group, reference_group, data_root=data_root, device=device, on_progress=on_progress
+        store_path,
+        ood_group,
+        reference_group,
+        data_root=data_root,
+        device=device,
+        on_progress=on_progress,
+        download=download,
     )
     store = open_store(store_path)
     with store.snapshot():
@@ -187,6 +195,7 @@ def ensure_group(
     data_root: Path | None = None,
     device: str = "auto",
     on_progress: ProgressFn | None = None,
+    download: bool = False,
 ) -> bool:
     """Make sure `group` exists, encoding it with the checkpoint of `like_group` if needed. True if it encoded."""
     store = open_store(store_path)
@@ -206,7 +215,14 @@ def ensure_group(
         raise StoreError(f"{store_path}: group '{group}' not found and its checkpoint {checkpoint} is gone; {how}")
 
     encode_to_store(
-        Path(checkpoint), dataset, [split], store_path, data_root=data_root, device=device, on_progress=on_progress
+        Path(checkpoint),
+        dataset,
+        [split],
+        store_path,
+        data_root=data_root,
+        device=device,
+        download=download,
+        on_progress=on_progress,
     )
     return True
 

@@ -78,7 +78,7 @@ def thumbnail_uri(image: np.ndarray, max_side: int = THUMB_MAX_SIDE) -> str:
     return f"data:image/{kind};base64,{base64.b64encode(encoded[kind]).decode('ascii')}"
 
 
-def _neighbours(embeddings: np.ndarray, rows: np.ndarray, k: int, farthest: bool) -> tuple[np.ndarray, np.ndarray]:
+def _neighbors(embeddings: np.ndarray, rows: np.ndarray, k: int, farthest: bool) -> tuple[np.ndarray, np.ndarray]:
     """Exact (distances, rows) (M, k) of the group's `rows`, never themselves; every row: the self-join that
     `embedkit neighbors` runs."""
     if len(rows) == len(embeddings):
@@ -90,8 +90,8 @@ def _model(name: str, data: GroupData, rows: np.ndarray, method: str, k: int, n_
     """One model's part of the page: map, clusters, anomaly scores and neighbours (as ids) of the group's `rows`."""
     x = data.embeddings[rows]
     xy = project_2d(x, method, seed=seed)
-    near_d, near = _neighbours(data.embeddings, rows, k, farthest=False)
-    far_d, far = _neighbours(data.embeddings, rows, k, farthest=True)
+    near_d, near = _neighbors(data.embeddings, rows, k, farthest=False)
+    far_d, far = _neighbors(data.embeddings, rows, k, farthest=True)
     clusters = cluster_embeddings(
         x, min(n_clusters, len(x) - 1), data.labels[rows], seed=seed, silhouette_max_points=1000
     )

@@ -10,12 +10,13 @@ The weights start at zero, so the fit is deterministic.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from embedkit.errors import ConfigError
+from embedkit.provenance import model_label
 from embedkit.search.index import knn
 from embedkit.store.store import open_store
 
@@ -39,6 +40,7 @@ class ProbeResult:
     fit_seconds: float
     evaluations: int  # loss and gradient evaluations of L-BFGS
     knn_leave_one_out: bool = False  # test is train: each row's kNN vote leaves the row itself out
+    model: str = ""  # the model behind the embeddings, from the store's provenance (`probe_store` sets it)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -198,7 +200,7 @@ def probe_store(store_path: Path | str, train_group: str, test_group: str, *, kn
     with store.snapshot():
         train, test = store.read(train_group), store.read(test_group)
     try:
-        return linear_probe(
+        result = linear_probe(
             train.embeddings,
             train.labels,
             test.embeddings,
@@ -208,3 +210,4 @@ def probe_store(store_path: Path | str, train_group: str, test_group: str, *, kn
         )
     except ConfigError as exc:
         raise ConfigError(f"{store_path}: {exc}") from None
+    return replace(result, model=model_label(train.attrs, Path(store_path).stem))

@@ -11,7 +11,7 @@ from embedkit.eval.maps import draw_maps
 from embedkit.eval.plots import plot_losses
 from embedkit.eval.retrieval import draw_retrieval, retrieve_stores
 from embedkit.study.plan import ENCODER_MODELS, MODELS, OOD_GROUP, TEST_GROUP, TRAIN_GROUP
-from embedkit.training.loop import read_log
+from embedkit.training.log import read_log
 
 
 def draw_all(paths, plan, data_root: Path | None) -> dict[str, list[str]]:

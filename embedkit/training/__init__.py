@@ -14,7 +14,8 @@ from embedkit._util.lazy import lazy_exports
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on first use
     from embedkit.training.config import PRESETS, TrainConfig, make_config
     from embedkit.training.encode import encode_images, encode_to_store
-    from embedkit.training.loop import TrainResult, read_log, train
+    from embedkit.training.log import read_log
+    from embedkit.training.loop import TrainResult, train
     from embedkit.training.losses import VICRegTerms, vicreg_loss
     from embedkit.training.models import load_checkpoint
 
@@ -41,7 +42,7 @@ __getattr__, __dir__ = lazy_exports(
         "encode_images": "embedkit.training.encode",
         "encode_to_store": "embedkit.training.encode",
         "TrainResult": "embedkit.training.loop",
-        "read_log": "embedkit.training.loop",
+        "read_log": "embedkit.training.log",
         "train": "embedkit.training.loop",
         "VICRegTerms": "embedkit.training.losses",
         "vicreg_loss": "embedkit.training.losses",

@@ -106,14 +106,17 @@ def encode_to_store(
     overwrite: bool = False,
     subset: int | None = None,
     seed: int = 0,
+    download: bool = False,
     on_progress: ProgressFn | None = None,
 ) -> list[str]:
     """Encode each split of `dataset` with the checkpoint's encoder into group `<dataset>/<split>` of the store.
 
     `subset`: encode only that many images of each split, drawn with `seed` (ids keep their rows in the split).
+    `download`: fetch a missing CIFAR-10 or MNIST split with torchvision first.
 
     Groups carry provenance attrs: checkpoint (path), checkpoint_digest (sha256), config (JSON), dataset, split,
-    class_names, source (the absolute path the images were read from) and source_digest (`image_digest`). An
+    class_names, source (the absolute path the images were read from), source_digest (`image_digest`) and, with
+    `subset`, subset and subset_seed (the options that chose the rows). An
     existing group is an error unless `overwrite`; the groups are written in one transaction.
     Returns the group names written.
     """
@@ -122,7 +125,7 @@ def encode_to_store(
     checkpoint = Path(checkpoint)
     encoder, config = load_checkpoint(checkpoint)
     store = open_store(store_path, create=True)
-    image_sets = [load_images(dataset, split, data_root) for split in splits]
+    image_sets = [load_images(dataset, split, data_root, download=download) for split in splits]
     groups = [f"{image_set.dataset}/{image_set.split}" for image_set in image_sets]
     taken = [group for group in groups if group in store] if not overwrite else []
     if taken:
@@ -131,6 +134,7 @@ def encode_to_store(
         "checkpoint": str(checkpoint.resolve()),
         "checkpoint_digest": file_digest(checkpoint),
         "config": config,  # stored as JSON text, read back as a dict
+        **({"subset": subset, "subset_seed": seed} if subset is not None else {}),  # which rows: every option
     }
     rows = [seeded_rows(len(s.images), subset, seed) for s in image_sets]
     total, done = sum(len(r) for r in rows), 0

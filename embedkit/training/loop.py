@@ -31,6 +31,7 @@ from embedkit.device import pick_device
 from embedkit.errors import CheckpointError, ConfigError, TrainingError
 from embedkit.provenance import code_version
 from embedkit.training.config import PRESETS, TrainConfig, diverged, make_config, pairs_digest, validate_config
+from embedkit.training.log import LOG_NAME
 from embedkit.training.losses import vicreg_loss
 from embedkit.training.models import (
     build_encoder,
@@ -40,15 +41,13 @@ from embedkit.training.models import (
     save_checkpoint,
 )
 from embedkit.training.optim import LARS, learning_rate
-from embedkit.training.positives import NeighbourPairs, read_neighbour_table
+from embedkit.training.positives import NeighborPairs, read_neighbor_table
 from embedkit.training.views import AugmentedPairs, PairSource
 
-__all__ = ["PRESETS", "TrainConfig", "TrainResult", "make_config", "read_log", "resume_config", "train"]
+__all__ = ["PRESETS", "TrainConfig", "TrainResult", "make_config", "resume_config", "train"]
 
 CHECKPOINT_NAME = "last.pt"
-LOG_NAME = "log.jsonl"
 RUNS_NAME = "runs.jsonl"  # one line per start or resume: when, which command line, which code
-TERMS = ("total", "inv", "var", "cov")  # the loss terms of every log record
 
 
 def resume_config(run_dir: Path, epochs: int | None = None) -> TrainConfig:
@@ -93,6 +92,7 @@ def train(
     on_progress: ProgressFn | None = None,
     on_log: Callable[[dict], None] | None = None,
     command: list[str] | None = None,
+    on_test_progress: ProgressFn | None = None,
 ) -> TrainResult:
     """Train an encoder with VICReg and leave `<run_dir>/last.pt`, `log.jsonl`, `config.json` and `runs.jsonl`.
 
@@ -101,7 +101,8 @@ def train(
     how it was made.
 
     train_images / test_images: (N, H, W, C) uint8 arrays or `ImageSet`s (resized to 32x32 RGB); test may be None.
-    `on_progress(step, total_steps)` and `on_log(record)` are called after every step (records are the JSON lines).
+    `on_progress(step, total_steps)` and `on_log(record)` are called after every step (records are the JSON lines);
+    `on_test_progress(done, total)` after every batch of the test-loss pass that ends each epoch (test images).
     Raises ConfigError for a bad config or a resume whose checkpoint was made with another config, TrainingError
     when the loss diverges (the last good checkpoint is kept).
 
@@ -135,7 +136,7 @@ def train(
     _record_start(run_dir, command, resume=resume, step=session.step)
     _truncate_log(run_dir / LOG_NAME, session.step)
     first_step, started = session.step, time.perf_counter()
-    loop = _Loop(config, session, source, test_source, run_dir, on_progress, on_log)
+    loop = _Loop(config, session, source, test_source, run_dir, on_progress, on_log, on_test_progress)
     last_train, last_test = loop.run()
     elapsed = time.perf_counter() - started
     images_per_s = (session.step - first_step) * loop.batch / elapsed if elapsed > 0 else 0.0
@@ -163,43 +164,13 @@ def _record_start(run_dir: Path, command: list[str] | None, *, resume: bool, ste
         f.write(json.dumps(record) + "\n")
 
 
-def read_log(run: Path) -> list[dict]:
-    """The JSON records of a run's `log.jsonl` (`run`: the run folder or the log file itself)."""
-    path = Path(run)
-    path = path / LOG_NAME if path.is_dir() else path
-    if not path.is_file():
-        raise ConfigError(f"{path}: no training log (is {Path(run)} a run folder made by `embedkit train`?)")
-    records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise ConfigError(f"{path}: line {number} is not JSON") from None
-        if not _is_loss_record(record):
-            raise ConfigError(f"{path}: line {number} is not a loss record (needs split, step, {', '.join(TERMS)})")
-        records.append(record)
-    return records
-
-
-def _is_loss_record(record) -> bool:
-    number = (int, float)
-    return (
-        isinstance(record, dict)
-        and record.get("split") in ("train", "test")
-        and isinstance(record.get("step"), int)
-        and all(isinstance(record.get(k), number) for k in TERMS)
-    )
-
-
 class _Loop:
     """The epoch loop of one run: steps, per-step log lines, per-epoch test terms and checkpoints."""
 
-    def __init__(self, config, session, source, test_source, run_dir: Path, on_progress, on_log):
+    def __init__(self, config, session, source, test_source, run_dir: Path, on_progress, on_log, on_test_progress):
         self.config, self.session, self.source, self.test_source = config, session, source, test_source
         self.checkpoint, self.log_path = run_dir / CHECKPOINT_NAME, run_dir / LOG_NAME
-        self.on_progress, self.on_log = on_progress, on_log
+        self.on_progress, self.on_log, self.on_test_progress = on_progress, on_log, on_test_progress
         self.batch = min(config.batch_size, len(source))
         self.steps_per_epoch = max(1, len(source) // self.batch)
         self.total_steps = config.epochs * self.steps_per_epoch
@@ -236,7 +207,7 @@ class _Loop:
     def _end_epoch(self, epoch: int) -> dict | None:
         record = None
         if self.test_source is not None:
-            terms = _evaluate(self.session, self.test_source, self.batch, self.config, epoch)
+            terms = _evaluate(self.session, self.test_source, self.batch, self.config, epoch, self.on_test_progress)
             self._check_finite(terms, "the test loss", epoch, self.session.step)
             record = self._emit({"split": "test", "epoch": epoch, "step": self.session.step, **terms})
         self._save()
@@ -304,12 +275,10 @@ def make_pair_source(
         raise ConfigError(
             f"{config.positives}: pairs file changed since the run was configured (expected {config.positives_sha256})"
         )
-    covered, table = read_neighbour_table(config.positives, len(images), origin)
+    covered, table = read_neighbor_table(config.positives, len(images), origin)
     if len(covered) < len(images):  # pairs made on a sample of the split: its rows are the anchors
         anchor_rows = covered[seeded_rows(len(covered), config.subset, config.seed)]
-    return NeighbourPairs(
-        images, table, config.views, device, anchor_rows=anchor_rows, augment=config.augment_positives
-    )
+    return NeighborPairs(images, table, config.views, device, anchor_rows=anchor_rows, augment=config.augment_positives)
 
 
 def _origin(images) -> tuple[str, str] | None:
@@ -382,8 +351,16 @@ def _train_step(session: _Session, source: PairSource, rows: torch.Tensor, lr: f
 
 
 @torch.no_grad()
-def _evaluate(session: _Session, source: PairSource, batch: int, config: TrainConfig, epoch: int) -> dict:
-    """Mean loss terms over the test sample, in eval mode, with views drawn from a (seed, epoch) generator."""
+def _evaluate(
+    session: _Session,
+    source: PairSource,
+    batch: int,
+    config: TrainConfig,
+    epoch: int,
+    on_progress: ProgressFn | None = None,
+) -> dict:
+    """Mean loss terms over the test sample, in eval mode, with views drawn from a (seed, epoch) generator;
+    `on_progress(images done, test images)` after each batch."""
     device = next(session.encoder.parameters()).device
     generator = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + epoch + 7)
     session.encoder.eval()
@@ -400,6 +377,8 @@ def _evaluate(session: _Session, source: PairSource, batch: int, config: TrainCo
             for key, value in vicreg_loss(z1, z2, config.lam, config.mu, config.nu).as_floats().items():
                 sums[key] = sums.get(key, 0.0) + value * len(rows)
             count += len(rows)
+            if on_progress is not None:
+                on_progress(count, len(source))
     finally:
         session.encoder.train()
         session.projector.train()

@@ -3,7 +3,7 @@
 The neighbours come from a pairs file that `embedkit pairs` (`embedkit.search.index.make_pairs`) wrote on another
 model's store of the train split: datasets ids (N,), neighbor_ids (N, k), neighbor_rows (N, k), distances (N, k).
 Store ids are row positions in the train split, so `neighbor_ids` index the training images directly.
-`NeighbourPairs` draws which of the k neighbours is the positive with the session's generator, so a resumed run
+`NeighborPairs` draws which of the k neighbours is the positive with the session's generator, so a resumed run
 draws the same positives.
 """
 
@@ -21,7 +21,7 @@ from embedkit.store.schema import check_declared_size
 from embedkit.training.views import ViewConfig, make_views, normalize_batch, to_unit_float
 
 
-def read_neighbour_table(
+def read_neighbor_table(
     path: Path | str, n_images: int, source: tuple[str, str] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(covered (M,), table (n_images, k)) int64: the rows the pairs file has neighbours for (sorted), and in
@@ -85,7 +85,7 @@ def _check_table(path: Path, ids: np.ndarray, neighbours: np.ndarray, n_images: 
         raise ConfigError(f"{path}: neighbor_ids outside the training split's rows 0..{n_images - 1}")
 
 
-class NeighbourPairs:
+class NeighborPairs:
     """A `PairSource` whose positive for each anchor is a random one of its k nearest neighbours."""
 
     def __init__(
