@@ -121,13 +121,13 @@ def study(
 
 
 def _print_models(models: dict[str, dict], title: str) -> None:
-    from embedkit.study.report import REFERENCE_PROBE, TABLE_COLUMNS
+    from embedkit.study.report import METRICS, REFERENCE_PROBE
 
-    columns = ["model", *(label for _, label in TABLE_COLUMNS), "reference probe"]
+    columns = ["model", *(label for _, label, _, _ in METRICS), "reference probe"]
     rows = [
         [
             name,
-            *("-" if metrics.get(key) is None else f"{metrics[key]:.3f}" for key, _ in TABLE_COLUMNS),
+            *("-" if metrics.get(key) is None else f"{metrics[key]:.3f}" for key, *_ in METRICS),
             REFERENCE_PROBE.get(name, "-"),
         ]
         for name, metrics in models.items()
