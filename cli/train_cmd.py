@@ -264,16 +264,7 @@ def _fit_latent(options: dict, source_store, out, device: str, workspace, json_o
 
 
 def _show_train_result(result, config, json_out: bool) -> None:
-    payload = {
-        "run_dir": str(result.run_dir),
-        "checkpoint": str(result.checkpoint),
-        "steps": result.steps,
-        "epochs": result.epochs,
-        "images_per_s": round(result.images_per_s, 1),
-        "train": result.train_terms,
-        "test": result.test_terms,
-        "config": config.to_dict(),
-    }
+    payload = {**result.to_json(), "config": config.to_dict()}
     if json_out:
         print_json(payload)
         return

@@ -123,14 +123,7 @@ def _train(config, run_dir: Path, data_root, device, on_progress) -> dict:
     train_set = load_images(config.dataset, "train", data_root)
     test_set = load_images(config.dataset, "test", data_root)
     result = train(config, run_dir, train_set, test_set, device=device, on_progress=on_progress)
-    return {
-        "checkpoint": str(result.checkpoint),
-        "steps": result.steps,
-        "epochs": result.epochs,
-        "images_per_s": round(result.images_per_s, 1),
-        "train": result.train_terms,
-        "test": result.test_terms,
-    }
+    return result.to_json()
 
 
 def _encode(checkpoint: Path, store: Path, plan, data_root, device, on_progress) -> dict:

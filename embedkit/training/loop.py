@@ -69,6 +69,18 @@ class TrainResult:
     test_terms: dict | None
     images_per_s: float
 
+    def to_json(self) -> dict:
+        """What `train --json` and the study's train stage record: paths, counts, speed and the last terms."""
+        return {
+            "run_dir": str(self.run_dir),
+            "checkpoint": str(self.checkpoint),
+            "steps": self.steps,
+            "epochs": self.epochs,
+            "images_per_s": round(self.images_per_s, 1),
+            "train": self.train_terms,
+            "test": self.test_terms,
+        }
+
 
 @dataclass
 class _Session:
