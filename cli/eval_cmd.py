@@ -181,7 +181,12 @@ def retrieve(
     with _status("drawing the retrieval grid", json_out):
         figure = draw_retrieval(results, figure_path, data_root=data_root)
     summary = [
-        {"name": r.name, "nearest_same_class": r.nearest_same_class, "farthest_same_class": r.farthest_same_class}
+        {
+            "name": r.name,
+            "model": r.model,
+            "nearest_same_class": r.nearest_same_class,
+            "farthest_same_class": r.farthest_same_class,
+        }
         for r in results
     ]
     if json_out:
@@ -197,8 +202,8 @@ def retrieve(
         return
     _table(
         f"retrieval in {group}: {len(results[0].query_ids)} queries, k={k}",
-        ["store", "nearest: same class", "farthest: same class"],
-        [[s["name"], f"{s['nearest_same_class']:.0%}", f"{s['farthest_same_class']:.0%}"] for s in summary],
+        ["model", "nearest: same class", "farthest: same class"],
+        [[s["model"], f"{s['nearest_same_class']:.0%}", f"{s['farthest_same_class']:.0%}"] for s in summary],
     )
     console.print(f"figure -> {figure}")
 
@@ -265,6 +270,7 @@ def anomaly(
                 "stores": [
                     {
                         "name": r.name,
+                        "model": r.model,
                         "store": str(r.store_path),
                         "encoded_ood": r.encoded,
                         **r.result.to_dict(),
@@ -279,10 +285,10 @@ def anomaly(
     loo_note = f"; {' and '.join(loo)} = reference, scored leave-one-out" if loo else ""
     _table(
         f"anomaly: {normal} (normal) vs {first.ood_group} (OOD), reference {reference}, k={k}{loo_note}",
-        ["store", "ROC-AUC", "mean score normal", "mean score OOD", "normal", "OOD"],
+        ["model", "ROC-AUC", "mean score normal", "mean score OOD", "normal", "OOD"],
         [
             [
-                r.name,
+                r.model,
                 _fmt(r.result.roc_auc),
                 _fmt(d["mean_score_normal"]),
                 _fmt(d["mean_score_ood"]),
@@ -329,10 +335,10 @@ def cluster(
     sampled = any(r["silhouette_sampled"] for r in results)
     _table(
         f"k-means of {group}, k={k}",
-        ["store", "ARI", "NMI", "silhouette k-means", "silhouette classes", "points"],
+        ["model", "ARI", "NMI", "silhouette k-means", "silhouette classes", "points"],
         [
             [
-                r["name"],
+                r["model"],
                 _fmt(r["ari"]),
                 _fmt(r["nmi"]),
                 _fmt(r["silhouette_kmeans"]),

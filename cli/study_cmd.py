@@ -126,7 +126,7 @@ def _print_models(models: dict[str, dict], title: str) -> None:
     columns = ["model", *(label for _, label, _, _ in METRICS), "reference probe"]
     rows = [
         [
-            name,
+            metrics.get("model") or name,
             *("-" if metrics.get(key) is None else f"{metrics[key]:.3f}" for key, *_ in METRICS),
             REFERENCE_PROBE.get(name, "-"),
         ]

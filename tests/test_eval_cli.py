@@ -284,3 +284,38 @@ def test_cluster_scores_and_figure(runner, cli_app, tmp_path, images):
     assert table.exit_code == 0, table.output
     assert "1.000" in table.stdout and (tmp_path / "f" / "clusters-toy-test-k3.png").is_file()
     _assert_one_line_error(runner.invoke(cli_app, ["cluster", str(a), "-g", "toy/test", "-k", "50"]), "k=50")
+
+
+def test_tables_name_each_model_by_its_training_recipe(tmp_path, rng, runner, cli_app):
+    """A store from `encode` records its training config: every evaluation table names the model by it (the file
+    stem only for embeddings from elsewhere), so `a.h5` and `b.h5` read as what they are."""
+    from embedkit.store.store import open_store
+
+    labels = np.arange(60) % 3
+    recipes = {
+        "a.h5": {"encoder": "small", "epochs": 6, "mu": 25.0},
+        "b.h5": {"encoder": "small", "epochs": 2, "mu": 0},
+    }
+    for name, config in recipes.items():
+        store = open_store(tmp_path / name, create=True)
+        for group in ("cifar10/train", "cifar10/test", "mnist/test"):
+            x = (rng.normal(size=(60, 4)) + 5 * labels[:, None] + (50 if group == "mnist/test" else 0)).astype(
+                np.float32
+            )
+            store.write_group(group, x, labels, attrs={"config": config})
+    open_store(tmp_path / "c.h5", create=True).write_group("cifar10/train", rng.normal(size=(60, 4)), labels)
+    stores = [str(tmp_path / n) for n in ("a.h5", "b.h5")]
+    want = ["vicreg (small, 6 ep)", "no-variance (small, 2 ep)"]
+    figs = str(tmp_path / "figs")
+    outputs = {
+        "anomaly": ["anomaly", *stores, "--ood", "mnist/test", "--out", figs],
+        "cluster": ["cluster", *stores, "-g", "cifar10/test", "-k", "3", "--out", figs],
+        "compare": ["compare", *stores, "--k-cluster", "3", "--device", "cpu"],
+    }
+    for command, args in outputs.items():
+        result = runner.invoke(cli_app, args)
+        assert result.exit_code == 0, (command, result.output)
+        lines = result.stdout.splitlines()
+        assert [line.split("\t")[0] for line in lines if line.split("\t")[0] in want] == want, (command, result.stdout)
+    other = runner.invoke(cli_app, ["cluster", str(tmp_path / "c.h5"), "-g", "cifar10/train", "-k", "3", "--out", figs])
+    assert other.exit_code == 0 and any(line.startswith("c\t") for line in other.stdout.splitlines()), other.stdout

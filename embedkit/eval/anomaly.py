@@ -17,6 +17,7 @@ from embedkit._util.progress import ProgressFn
 from embedkit.errors import ConfigError, StoreError, about
 from embedkit.eval.plots import distinct_decimals, plot_image_grid, plot_roc
 from embedkit.eval.retrieval import load_group_images
+from embedkit.provenance import model_label
 from embedkit.search.index import knn
 from embedkit.store.store import class_name, open_store
 from embedkit.training.encode import encode_to_store
@@ -119,6 +120,11 @@ class StoreAnomaly:
     group_attrs: dict = field(repr=False, default_factory=dict)  # group name -> its attrs
     encoded: bool = False  # the OOD group was encoded by this call
 
+    @property
+    def model(self) -> str:
+        """The model behind the store's embeddings (its reference group's provenance), for tables."""
+        return model_label(self.group_attrs.get(self.reference_group, {}), self.name)
+
     def top(self, n: int, *, ood: bool | None = None) -> list[dict]:
         """The `n` most anomalous points: group, id, label, score, whether OOD (what `--json` prints); with `ood`,
         only the OOD (True) or only the normal (False) points."""
@@ -182,7 +188,7 @@ def anomaly_store(
         groups=groups,
         ids=np.concatenate([normal.ids, outlier.ids]),
         labels=np.concatenate([normal.labels, outlier.labels]),
-        group_attrs={normal_group: normal.attrs, ood_group: outlier.attrs},
+        group_attrs={reference_group: reference.attrs, normal_group: normal.attrs, ood_group: outlier.attrs},
         encoded=encoded,
     )
 

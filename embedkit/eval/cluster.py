@@ -6,7 +6,7 @@ it is computed on a seeded sample of rows, and the result says how many rows it 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ from embedkit._util.sampling import seeded_rows
 from embedkit.errors import ConfigError, about
 from embedkit.eval.maps import map_store
 from embedkit.eval.plots import plot_clusters
+from embedkit.provenance import model_label
 from embedkit.store.store import open_store
 
 SILHOUETTE_MAX_POINTS = 10_000
@@ -35,10 +36,12 @@ class ClusterResult:
     nmi: float | None
     assignments: np.ndarray = field(repr=False)  # (N,) int64 cluster of each point
     centroids: np.ndarray = field(repr=False)  # (k, D) float32
+    model: str = ""  # the model behind the embeddings, from the store's provenance (`cluster_store` sets it)
 
     def to_dict(self) -> dict:
         """The scalar results (what `--json` prints)."""
         return {
+            "model": self.model,
             "k": self.k,
             "n": self.n,
             "inertia": self.inertia,
@@ -121,7 +124,8 @@ def cluster_store(store_path: Path | str, group: str, k: int, *, seed: int = 0) 
     """`cluster_embeddings` on one group of a store, scored against its labels."""
     data = open_store(store_path).read(group)
     with about(store_path, group):
-        return cluster_embeddings(data.embeddings, k, data.labels, seed=seed)
+        result = cluster_embeddings(data.embeddings, k, data.labels, seed=seed)
+    return replace(result, model=model_label(data.attrs, Path(store_path).stem))
 
 
 def draw_clusters(

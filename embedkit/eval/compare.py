@@ -37,6 +37,7 @@ def evaluate_store(
     clusters = cluster_store(store, TEST_GROUP, cluster_k, seed=seed)
     return {
         "store": str(store),
+        "model": probe.model,
         "linear_probe": probe.accuracy,
         "knn_accuracy": probe.knn_accuracy,
         "effective_rank": rank["entropy_rank"],

@@ -14,6 +14,7 @@ import numpy as np
 from embedkit.data.sources import KNOWN_DATASETS, image_digest, load_images
 from embedkit.errors import DataError, SearchError, about
 from embedkit.eval.plots import distinct_decimals, plot_image_grid
+from embedkit.provenance import model_label
 from embedkit.search.index import knn
 from embedkit.store.store import class_name, open_store
 
@@ -46,6 +47,11 @@ class Retrieval:
     farthest_labels: np.ndarray = field(repr=False)
     farthest_distances: np.ndarray = field(repr=False)
     attrs: dict = field(repr=False, default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        """The model behind the group's embeddings, from its provenance, for tables."""
+        return model_label(self.attrs, self.name)
 
     @property
     def nearest_same_class(self) -> float:
