@@ -322,3 +322,14 @@ def test_a_run_folder_keeps_each_start_with_its_command_line_and_code(tmp_path, 
     assert [s["command"] for s in starts] == [["embedkit", "train", "--epochs", "1"], ["embedkit", "train", "--resume"]]
     assert [s["resume"] for s in starts] == [False, True] and starts[1]["from_step"] == 2
     assert starts[0]["code"] == code_version()
+
+
+def test_progress_announces_the_total_before_the_first_step(tmp_path, rng):
+    """A run of one step per epoch (the smoke study) shows `0/N` at once, not `0/?` for the whole step."""
+    from embedkit.training.loop import make_config, train
+
+    images = rng.integers(0, 256, size=(16, 8, 8, 3), dtype=np.uint8)
+    calls = []
+    config = make_config("cpu", epochs=2, batch_size=16, test_images=0, encoder="small")
+    train(config, tmp_path / "run", images, device="cpu", on_progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 2), (1, 2), (2, 2)]

@@ -192,6 +192,8 @@ class _Loop:
         last_train, last_test, session = {}, None, self.session
         with open(self.log_path, "a") as self.log, DeferredCtrlC() as ctrl_c:
             at_boundary = True
+            if self.on_progress is not None:  # the total is known before the first (maybe only) step ends
+                self.on_progress(session.step, self.total_steps)
             try:
                 while session.step < self.total_steps:
                     epoch, position = divmod(session.step, self.steps_per_epoch)
