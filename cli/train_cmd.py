@@ -60,20 +60,13 @@ def _load_split(dataset: str, split: str, data_root: Path | None, download: bool
 
 
 def _test_split(dataset: str, data_root: Path | None, download: bool = False):
-    """The test split, or None (with a warning) for an image folder that has none, or a single test image."""
-    from embedkit.data.sources import KNOWN_DATASETS
-    from embedkit.errors import DataError
+    """The test split whose losses are logged, or None (with the library's reason as a warning)."""
+    from embedkit.training.loop import load_test_split
 
-    try:
-        test_set = _load_split(dataset, "test", data_root, download)
-    except DataError as exc:
-        if dataset in KNOWN_DATASETS:
-            raise
-        warn(f"no test losses will be logged ({exc})")
-        return None
-    if len(test_set.images) < 2:  # train() refuses it: one image has no loss variance to log
-        warn(f"no test losses will be logged (the test split of {dataset} has {len(test_set.images)} image)")
-        return None
+    with progress_bar(f"loading {dataset} test", "items", keep=True) as on_progress:
+        test_set, why_not = load_test_split(dataset, data_root, download=download, on_progress=on_progress)
+    if test_set is None:
+        warn(f"no test losses will be logged ({why_not})")
     return test_set
 
 

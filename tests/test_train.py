@@ -333,3 +333,28 @@ def test_progress_announces_the_total_before_the_first_step(tmp_path, rng):
     config = make_config("cpu", epochs=2, batch_size=16, test_images=0, encoder="small")
     train(config, tmp_path / "run", images, device="cpu", on_progress=lambda done, total: calls.append((done, total)))
     assert calls == [(0, 2), (1, 2), (2, 2)]
+
+
+def test_a_run_logs_test_losses_only_on_a_usable_test_split(tmp_path, rng, monkeypatch):
+    """An image folder without test images, or with one, trains without test losses (and says why); a known
+    dataset must have its test split."""
+    import shutil
+
+    from reliability_world import image_folder
+
+    from embedkit.errors import DataError
+    from embedkit.training.loop import load_test_split
+
+    monkeypatch.setenv("EMBEDKIT_CACHE", str(tmp_path / "cache"))
+    full = image_folder(tmp_path / "full", rng, n_test=2)
+    test_set, why_not = load_test_split(str(full))
+    assert why_not is None and len(test_set.images) == 4
+    shutil.rmtree(full / "test" / "bee")
+    for extra in list((full / "test" / "ant").iterdir())[1:]:
+        extra.unlink()
+    assert load_test_split(str(full)) == (None, f"the test split of {full} has 1 image")
+    shutil.rmtree(full / "test")
+    test_set, why_not = load_test_split(str(full))
+    assert test_set is None and "test" in why_not
+    with pytest.raises(DataError, match="cifar10 test not found"):
+        load_test_split("cifar10", tmp_path / "empty")

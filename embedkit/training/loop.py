@@ -26,9 +26,9 @@ import torch
 from embedkit._util.progress import ProgressFn
 from embedkit._util.sampling import seeded_rows
 from embedkit._util.signals import DeferredCtrlC
-from embedkit.data.sources import to_rgb32
+from embedkit.data.sources import KNOWN_DATASETS, ImageSet, load_images, to_rgb32
 from embedkit.device import pick_device
-from embedkit.errors import CheckpointError, ConfigError, TrainingError
+from embedkit.errors import CheckpointError, ConfigError, DataError, TrainingError
 from embedkit.provenance import code_version
 from embedkit.training.config import PRESETS, TrainConfig, diverged, make_config, pairs_digest, validate_config
 from embedkit.training.log import LOG_NAME
@@ -264,6 +264,22 @@ class _Loop:
             rng=rng,
         )
         save_checkpoint(self.checkpoint, payload)
+
+
+def load_test_split(
+    dataset: str, data_root: Path | None = None, *, download: bool = False, on_progress: ProgressFn | None = None
+) -> tuple[ImageSet | None, str | None]:
+    """The test split whose losses a run logs, or (None, why) when an image folder has none or a single image
+    (one image has no loss variance): such a run trains without test losses. A known dataset must have it."""
+    try:
+        test_set = load_images(dataset, "test", data_root, download=download, on_progress=on_progress)
+    except DataError as exc:
+        if dataset in KNOWN_DATASETS:
+            raise
+        return None, str(exc)
+    if len(test_set.images) < 2:
+        return None, f"the test split of {dataset} has {len(test_set.images)} image"
+    return test_set, None
 
 
 def make_pair_source(
