@@ -34,7 +34,7 @@ from embedkit._util.progress import ProgressFn
 from embedkit._util.sampling import seeded_rows
 from embedkit.data.sources import check_subset_size, load_images
 from embedkit.errors import ConfigError, DataError, StoreError
-from embedkit.search.index import build_index, search_index
+from embedkit.search.arrays import knn, self_knn
 from embedkit.store.store import GroupData, open_store
 
 DEFAULT_DIM = 128
@@ -128,7 +128,7 @@ def knn_graph(x: np.ndarray, k: int, *, on_progress: ProgressFn | None = None):
 
     x = np.ascontiguousarray(x, dtype=np.float32)
     n = len(x)
-    rows = search_index(build_index(x, "flat"), "flat", x, x, k, self_rows=np.arange(n), on_progress=on_progress)[1]
+    rows = self_knn(x, k, on_progress=on_progress)[1]
     a = sp.csr_matrix((np.ones(n * k), (np.repeat(np.arange(n), k), rows.ravel())), shape=(n, n))
     w = ((a + a.T) * 0.5).tocsr()
     n_components, labels = connected_components(w, directed=False)
@@ -144,7 +144,7 @@ def _join_components(x: np.ndarray, w, labels: np.ndarray):
     largest = np.argmax(np.bincount(labels))
     main_rows = np.flatnonzero(labels == largest)
     other_rows = np.flatnonzero(labels != largest)
-    distances, nearest = search_index(build_index(x[main_rows], "flat"), "flat", x[main_rows], x[other_rows], 1)
+    distances, nearest = knn(x[main_rows], x[other_rows], 1)
     sources, targets = [], []
     for component in np.unique(labels[other_rows]):
         members = np.flatnonzero(labels[other_rows] == component)

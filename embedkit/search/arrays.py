@@ -137,14 +137,17 @@ def index_name(kind: str, metric: str, farthest: bool) -> str:
     return "flat-far" if (farthest and metric == "l2") else kind
 
 
-def build_index(reference: np.ndarray, kind: str = "flat", metric: str = "l2", *, farthest: bool = False):
+def build_index(
+    reference: np.ndarray, kind: str = "flat", metric: str = "l2", *, farthest: bool = False, frame: Frame | None = None
+):
     """A FAISS index over `reference` (N, D), already prepared for `metric` (see `prepare`).
 
-    Flat indexes hold the rows in their `Frame`; HNSW and IVF cosine indexes hold `flagged` rows.
+    Flat indexes hold the rows in their `Frame` (`frame`, if the caller made it already, is `Frame(reference,
+    metric)`: pass the same one to `search_index`); HNSW and IVF cosine indexes hold `flagged` rows.
     """
     faiss = load_faiss()
     if kind == "flat":  # squared L2 in the frame, for either metric
-        framed = Frame(reference, metric)(reference)
+        framed = (frame or Frame(reference, metric))(reference)
         if farthest:
             augmented = np.hstack([-2.0 * framed, np.einsum("nd,nd->n", framed, framed)[:, None]])
             index = faiss.IndexFlatIP(framed.shape[1] + 1)
@@ -206,8 +209,10 @@ def search_index(
     metric: str = "l2",
     self_rows: np.ndarray | None = None,
     on_progress: ProgressFn | None = None,
+    frame: Frame | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Search prepared `queries` (Q, D) in `index` built over prepared `reference` (N, D) by `build_index`.
+    """Search prepared `queries` (Q, D) in `index` built over prepared `reference` (N, D) by `build_index`
+    (with `frame`, the flat index's `Frame`, when the caller kept it: it is computed again otherwise).
 
     `self_rows` (Q,): each query's own row in reference, never returned as its neighbour. A flat index answers
     exactly (k + MARGIN_ROWS candidates re-ranked in float64, see the module docstring).
@@ -217,7 +222,7 @@ def search_index(
         return self_knn(reference, k, farthest=farthest, metric=metric, on_progress=on_progress)
     _configure(index, kind)
     exact = kind == "flat"
-    frame = Frame(reference, metric) if exact else None
+    frame = (frame or Frame(reference, metric)) if exact else None
     kk = min(len(reference), k + (self_rows is not None) + (MARGIN_ROWS if exact else 0))
     q_total = len(queries)
     distances = np.empty((q_total, k), np.float32)
@@ -438,7 +443,9 @@ def knn(
     reference = prepare(reference, metric)
     if exclude_self:
         return self_knn(reference, k, farthest=farthest, metric=metric)
-    index = build_index(reference, "flat", metric, farthest=farthest)
+    frame = Frame(reference, metric)
+    index = build_index(reference, "flat", metric, farthest=farthest, frame=frame)
+    queries = prepare(queries, metric)
     return search_index(
-        index, "flat", reference, prepare(queries, metric), k, farthest=farthest, metric=metric, self_rows=self_rows
+        index, "flat", reference, queries, k, farthest=farthest, metric=metric, self_rows=self_rows, frame=frame
     )

@@ -20,6 +20,7 @@ from embedkit._util.atomic import atomic_path, check_output
 from embedkit._util.progress import ProgressFn
 from embedkit.errors import ConfigError, DiskFullError, SearchError, StoreError
 from embedkit.search.arrays import (
+    Frame,
     build_index,
     check_options,
     check_query,
@@ -70,7 +71,15 @@ def _escape(field: str) -> str:
 
 
 def load_or_build_index(
-    store_path: Path, group: str, content_id: str, reference: np.ndarray, kind: str, metric: str, farthest: bool
+    store_path: Path,
+    group: str,
+    content_id: str,
+    reference: np.ndarray,
+    kind: str,
+    metric: str,
+    farthest: bool,
+    *,
+    frame: Frame | None = None,
 ) -> tuple[Any, str]:
     """The index over prepared `reference` (N, D); returns (index, status).
 
@@ -80,7 +89,7 @@ def load_or_build_index(
     "built (not saved: <why>)" when the folder is not writable).
     """
     if kind not in PERSISTED_KINDS:
-        return build_index(reference, kind, metric, farthest=farthest), "built in memory"
+        return build_index(reference, kind, metric, farthest=farthest, frame=frame), "built in memory"
     path = _index_path(store_path, group, metric, index_name(kind, metric, farthest), content_id)
     if path.exists():
         with contextlib.suppress(RuntimeError):
@@ -171,6 +180,7 @@ class GroupIndex:
     reference: np.ndarray
     index: Any
     status: str
+    frame: Frame | None = None  # the flat index's frame, kept so each search does not compute it again
 
     def search(
         self, queries: np.ndarray, k: int, *, self_rows: np.ndarray | None = None, on_progress: ProgressFn | None = None
@@ -190,6 +200,7 @@ class GroupIndex:
             metric=self.metric,
             self_rows=self_rows,
             on_progress=on_progress,
+            frame=self.frame,
         )
 
 
@@ -209,8 +220,11 @@ def open_group_index(
     if len(data.ids) == 0:
         raise SearchError(f"group '{group}' of {store_path} is empty (0 rows): nothing to search")
     reference = prepare(data.embeddings, metric)
-    index, status = load_or_build_index(store_path, group, data.content_id, reference, kind, metric, farthest)
-    return GroupIndex(store_path, data, kind, metric, farthest, reference, index, status)
+    frame = Frame(reference, metric) if kind == "flat" else None
+    index, status = load_or_build_index(
+        store_path, group, data.content_id, reference, kind, metric, farthest, frame=frame
+    )
+    return GroupIndex(store_path, data, kind, metric, farthest, reference, index, status, frame)
 
 
 def neighbors(
