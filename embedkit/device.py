@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 from embedkit.errors import ConfigError
@@ -25,6 +26,27 @@ def pick_device(requested: str = "auto"):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' asked for, but no CUDA GPU is available")
     return device
+
+
+def bf16_native(device) -> bool:
+    """Whether bf16 autocast pays on `device`: CUDA, or a CPU with native bf16 matrix units (Intel AMX or
+    AVX512-BF16); elsewhere bf16 is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and bool({"amx_bf16", "avx512_bf16"} & _cpu_flags())
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, as on macOS)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
 
 
 def default_threads() -> int:

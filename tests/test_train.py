@@ -19,7 +19,8 @@ from embedkit.training.optim import learning_rate
 from embedkit.training.views import ViewConfig
 
 # 8x8 views keep the small encoder cheap; everything else is the real cpu recipe.
-TINY = dict(epochs=1, batch_size=8, test_images=0, views=ViewConfig(size=8))
+# The tiny runs keep the 512-wide projector and fp32 they were tuned with (bf16 would make them machine-dependent).
+TINY = dict(epochs=1, batch_size=8, test_images=0, views=ViewConfig(size=8), projector_dim=512, amp=False)
 
 
 @pytest.fixture(autouse=True)
@@ -358,3 +359,20 @@ def test_a_run_logs_test_losses_only_on_a_usable_test_split(tmp_path, rng, monke
     assert test_set is None and "test" in why_not
     with pytest.raises(DataError, match="cifar10 test not found"):
         load_test_split("cifar10", tmp_path / "empty")
+
+
+def test_bf16_autocast_only_where_the_cpu_has_native_bf16(monkeypatch):
+    """`amp` means bf16 on CUDA and on CPUs with AMX or AVX512-BF16; an AVX2-only CPU keeps fp32 (emulated bf16 is
+    slower there), and so does any device where the config says amp=False."""
+    import embedkit.device as device_module
+    from embedkit.training.loop import _autocast
+
+    cpu = torch.device("cpu")
+    for flags, native in [({"avx2", "amx_bf16"}, True), ({"avx2", "avx512_bf16"}, True), ({"avx2", "avx512f"}, False)]:
+        monkeypatch.setattr(device_module, "_cpu_flags", lambda flags=flags: frozenset(flags))
+        assert device_module.bf16_native(cpu) is native
+        with _autocast(make_config("cpu"), cpu):
+            assert torch.is_autocast_enabled("cpu") is native
+        with _autocast(make_config("cpu", amp=False), cpu):
+            assert not torch.is_autocast_enabled("cpu")
+    assert device_module.bf16_native(torch.device("cuda")) and not device_module.bf16_native(torch.device("mps"))

@@ -29,6 +29,7 @@ class TrainConfig:
     dataset: str = "cifar10"
     encoder: str = "small"
     dim: int = 128
+    projector_dim: int = 512  # width of the VICReg projector (expander); the representation stays `dim`
     epochs: int = 10
     batch_size: int = 256
     optimizer: str = "adam"
@@ -42,7 +43,7 @@ class TrainConfig:
     seed: int = 0
     subset: int | None = None  # train on this many images of the train split, drawn with `seed`
     test_images: int = 2048  # test-split images whose loss terms are logged each epoch (0: none)
-    amp: bool = False  # bf16 autocast, on CUDA only
+    amp: bool = False  # bf16 autocast on CUDA, and on CPUs with native bf16 (AMX or AVX512-BF16); fp32 elsewhere
     positives: str | None = None  # pairs file (`embedkit pairs`): positives are neighbours, not views of the image
     positives_sha256: str | None = None  # `sha256:<hex>` of that file, set by make_config; checked when training
     augment_positives: bool = False  # with `positives`: give anchors and neighbours the VICReg views too
@@ -62,20 +63,25 @@ class TrainConfig:
         return cls(**{**data, "views": ViewConfig(**views)})
 
 
-# Presets. cpu: with channels-last convolutions the small encoder trains at about 200 images/s on two idle cores
-# (benchmarks/bench_train.py), so six epochs of CIFAR-10 take about 25 minutes. gpu: the mission's ResNet-18 with
-# solo-learn's CIFAR recipe for VICReg (LARS, lr 0.3, weight decay 1e-4, warm-up 10 epochs, cosine), in bf16 autocast.
+# Presets. cpu: the small encoder with a 1024-wide projector and Adam at lr 2e-3, 20 epochs in bf16 autocast where
+# the CPU has native bf16 (AMX or AVX512-BF16: 646 images/s on two idle cores, so about 26 minutes; fp32 elsewhere).
+# The recipe won a sweep of projector width, lr, batch size and crop scale at equal CPU minutes (docs/training.md).
+# cpu-long: the same recipe for 42 epochs (about 55 minutes). gpu: the mission's ResNet-18 with solo-learn's CIFAR
+# recipe for VICReg (LARS, lr 0.3, weight decay 1e-4, warm-up 10 epochs, cosine), in bf16 autocast.
+_CPU_RECIPE = dict(
+    encoder="small",
+    projector_dim=1024,
+    batch_size=256,
+    optimizer="adam",
+    lr=2e-3,
+    warmup_epochs=0.5,
+    schedule="cosine",
+    weight_decay=0.0,
+    amp=True,
+)
 PRESETS: dict[str, dict] = {
-    "cpu": dict(
-        encoder="small",
-        epochs=6,
-        batch_size=256,
-        optimizer="adam",
-        lr=1e-3,
-        warmup_epochs=0.5,
-        schedule="cosine",
-        weight_decay=0.0,
-    ),
+    "cpu": dict(_CPU_RECIPE, epochs=20),
+    "cpu-long": dict(_CPU_RECIPE, epochs=42),
     "gpu": dict(
         encoder="resnet18",
         epochs=200,
@@ -95,7 +101,7 @@ def make_config(preset: str = "auto", **overrides) -> TrainConfig:
 
     >>> config = make_config("cpu", epochs=2, lr=None)     # None keeps the preset's value
     >>> config.encoder, config.epochs, config.lr
-    ('small', 2, 0.001)
+    ('small', 2, 0.002)
     """
     if preset == "auto":
         import torch
@@ -164,6 +170,7 @@ def validate_config(config: TrainConfig) -> TrainConfig:
     checks = [
         *finite_checks(config, ("weight_decay", "warmup_epochs")),
         *vicreg_fit_checks(config),
+        (1 <= config.projector_dim <= 65536, f"projector dim {config.projector_dim}: must be 1 to 65536"),
         (config.encoder in ENCODER_KINDS, f"encoder {config.encoder!r} (known: {', '.join(ENCODER_KINDS)})"),
         (config.optimizer in OPTIMIZERS, f"optimizer {config.optimizer!r} (known: {', '.join(OPTIMIZERS)})"),
         (config.schedule in SCHEDULES, f"schedule {config.schedule!r} (known: {', '.join(SCHEDULES)})"),

@@ -27,7 +27,7 @@ from embedkit._util.progress import ProgressFn
 from embedkit._util.sampling import seeded_rows
 from embedkit._util.signals import DeferredCtrlC
 from embedkit.data.sources import KNOWN_DATASETS, ImageSet, load_images, to_rgb32
-from embedkit.device import pick_device
+from embedkit.device import bf16_native, pick_device
 from embedkit.errors import CheckpointError, ConfigError, DataError, TrainingError
 from embedkit.provenance import code_version
 from embedkit.training.config import PRESETS, TrainConfig, diverged, make_config, pairs_digest, validate_config
@@ -345,7 +345,7 @@ def _epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
 def _new_session(config: TrainConfig, device: torch.device) -> _Session:
     torch.manual_seed(config.seed)
     encoder = build_encoder(config.encoder, config.dim).to(device)
-    projector = build_projector(config.dim).to(device)
+    projector = build_projector(config.dim, config.projector_dim, config.projector_dim).to(device)
     encoder.preprocessing = _preprocessing(config)
     if device.type in ("cuda", "cpu"):  # channels-last convolutions: about 1.3x faster steps on 2 CPU cores too
         encoder = encoder.to(memory_format=torch.channels_last)
@@ -416,7 +416,7 @@ def _evaluate(
 
 
 def _autocast(config: TrainConfig, device: torch.device):
-    enabled = config.amp and device.type == "cuda"
+    enabled = config.amp and bf16_native(device)
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
