@@ -52,10 +52,42 @@ DeviceOption = Annotated[
 # The values each enumerated option accepts, listed in its help as <a|b|c> and checked by the parser. They mirror the
 # library's tuples (imported here they would load NumPy for `--help`); tests/test_cli_help.py checks they agree.
 Metric = Literal["l2", "cosine"]  # embedkit.search.arrays.METRICS
-IndexKind = Literal["flat", "hnsw", "ivf"]  # embedkit.search.arrays.INDEX_KINDS
+IndexKind = Literal["flat", "hnsw", "ivf", "auto"]  # embedkit.search.arrays.INDEX_KINDS, and auto
+Engine = Literal["local", "ray"]  # embedkit.search.engines.ENGINES
 MapMethod = Literal["pca", "tsne"]  # embedkit.eval.maps.METHODS
 TrainPreset = Literal["auto", "cpu", "cpu-long", "gpu"]  # "auto" and embedkit.training.config.PRESETS
 StudyPreset = Literal["auto", "cpu", "gpu"]  # embedkit.study.plan.make_plan
 Encoder = Literal["small", "resnet18"]  # embedkit.training.models.ENCODER_KINDS
 Optimizer = Literal["adam", "lars"]  # embedkit.training.config.OPTIMIZERS
 Schedule = Literal["constant", "cosine"]  # embedkit.training.config.SCHEDULES
+
+EngineOption = Annotated[
+    Engine,
+    typer.Option(
+        "--engine",
+        help="Where the search runs: local (this process) or ray (exact search as Ray tasks; "
+        "pip install 'embedkit[ray]'). Same answer either way.",
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="With --engine ray: a running cluster (auto, HOST:PORT).",
+        show_default="an embedded Ray on this machine's CPUs, shut down at the end",
+    ),
+]
+IndexOption = Annotated[
+    IndexKind,
+    typer.Option(
+        "--index",
+        help="flat is exact; hnsw and ivf are approximate, fast, and report their recall; auto: flat up to "
+        "200,000 rows, else ivf tuned to --recall.",
+    ),
+]
+RecallOption = Annotated[
+    float,
+    typer.Option(
+        "--recall", help="Recall@k an approximate index is tuned to (ivf) and measured at.", min=0.01, max=1.0
+    ),
+]

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from embedkit.errors import SearchError
+from embedkit.search.approximate import DEFAULT_RECALL
 from embedkit.search.arrays import check_query
 from embedkit.search.index import GroupIndex, NeighborResult, make_pairs, neighbors, open_group_index
 from embedkit.store.store import GroupData
@@ -76,12 +77,17 @@ class Store(StoreFile):
         query_group: str | None = None,
         metric: str = "l2",
         index: str = "flat",
+        recall: float = DEFAULT_RECALL,
+        engine: str = "local",
+        ray_address: str | None = None,
     ) -> NeighborResult:
         """The k nearest (or farthest) rows of `group`, with their `ids` and true distances, nearest first.
 
         Queries are, by default, every row of `group` (a row is never its own neighbour); `ids` picks some of
         them by id; `query_group` takes them from another group; `queries` (Q, D) searches arbitrary vectors.
-        `metric`: "l2" (Euclidean, not squared) or "cosine" (1 - cos); `index`: "flat" (exact), "hnsw", "ivf".
+        `metric`: "l2" (Euclidean, not squared) or "cosine" (1 - cos); `index`: "flat" (exact), "hnsw", "ivf", or
+        "auto" (flat for small groups, else IVF tuned to `recall`; the result's `recall_estimate` says how close).
+        `engine="ray"` runs the exact search as Ray tasks (`ray_address`: a cluster; None: an embedded Ray).
         """
         if queries is None:
             return neighbors(
@@ -93,9 +99,14 @@ class Store(StoreFile):
                 query_ids=ids,
                 metric=metric,
                 index_kind=index,
+                recall=recall,
+                engine=engine,
+                ray_address=ray_address,
             )
         if ids is not None or query_group is not None:
             raise SearchError("pass either `queries` or `ids`/`query_group`, not both")
+        if engine != "local" or index == "auto":
+            raise SearchError("`queries` are searched locally with index flat, hnsw or ivf (not auto or Ray)")
         searcher = self.index(group, index, metric=metric, farthest=farthest)
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         check_query(

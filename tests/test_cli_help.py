@@ -50,10 +50,10 @@ def test_flags_show_no_value_type(cli_app, runner):
 def test_enumerated_options_list_their_choices(cli_app, runner):
     helps = _all_help(cli_app, runner)
     expected = {
-        ("neighbors",): ["<l2|cosine>", "<flat|hnsw|ivf>"],
-        ("pairs",): ["<l2|cosine>"],
+        ("neighbors",): ["<l2|cosine>", "<flat|hnsw|ivf|auto>", "<local|ray>"],
+        ("pairs",): ["<l2|cosine>", "<flat|hnsw|ivf|auto>", "<local|ray>"],
         ("train",): [
-            "<auto|cpu|gpu>",
+            "<auto|cpu|cpu-long|gpu>",
             "<adam|lars>",
             "<constant|cosine>",
             "<small|resnet18>",
@@ -73,12 +73,14 @@ def test_choices_agree_with_the_library():
 
     from embedkit.eval.maps import METHODS
     from embedkit.search.arrays import INDEX_KINDS, METRICS
+    from embedkit.search.engines import ENGINES
     from embedkit.training.config import OPTIMIZERS, PRESETS, SCHEDULES
     from embedkit.training.models import ENCODER_KINDS
     from embedkit_cli import options
 
     assert get_args(options.Metric) == METRICS
-    assert get_args(options.IndexKind) == INDEX_KINDS
+    assert get_args(options.IndexKind) == (*INDEX_KINDS, "auto")
+    assert get_args(options.Engine) == ENGINES
     assert set(get_args(options.MapMethod)) == set(METHODS)
     assert set(get_args(options.Encoder)) == set(ENCODER_KINDS)
     assert get_args(options.Optimizer) == OPTIMIZERS

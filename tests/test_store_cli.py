@@ -81,7 +81,8 @@ def test_info_uses_the_workspace_store(store, runner, cli_app):
 
 def test_neighbors_json_matches_knn(store, runner, cli_app):
     payload = run_json(runner, cli_app, ["neighbors", str(store), "--group", "toy/train", "--k", "3"])
-    assert set(payload) == {"group", "k", "farthest", "results"}
+    assert set(payload) == {"group", "k", "farthest", "index", "engine", "recall_estimate", "results"}
+    assert (payload["index"], payload["engine"], payload["recall_estimate"]) == ("flat", "local", None)
     assert (payload["group"], payload["k"], payload["farthest"]) == ("toy/train", 3, False)
     data = open_store(store).read("toy/train")
     dist, rows = knn(data.embeddings, data.embeddings, 3, exclude_self=True)

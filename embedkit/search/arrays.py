@@ -191,11 +191,11 @@ def _ivf(reference: np.ndarray):
     return index
 
 
-def _configure(index, kind: str) -> None:
+def _configure(index, kind: str, nprobe: int | None = None) -> None:
     if kind == "hnsw":
         index.hnsw.efSearch = HNSW_EF_SEARCH
     elif kind == "ivf":
-        index.nprobe = min(IVF_NPROBE, index.nlist)
+        index.nprobe = min(nprobe or IVF_NPROBE, index.nlist)
 
 
 def search_index(
@@ -210,9 +210,11 @@ def search_index(
     self_rows: np.ndarray | None = None,
     on_progress: ProgressFn | None = None,
     frame: Frame | None = None,
+    nprobe: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Search prepared `queries` (Q, D) in `index` built over prepared `reference` (N, D) by `build_index`
     (with `frame`, the flat index's `Frame`, when the caller kept it: it is computed again otherwise).
+    `nprobe`: the IVF lists searched (default IVF_NPROBE; `embedkit.search.approximate` tunes it).
 
     `self_rows` (Q,): each query's own row in reference, never returned as its neighbour. A flat index answers
     exactly (k + MARGIN_ROWS candidates re-ranked in float64, see the module docstring).
@@ -220,7 +222,7 @@ def search_index(
     """
     if kind == "flat" and is_whole_self_join(self_rows, len(reference), len(queries)):
         return self_knn(reference, k, farthest=farthest, metric=metric, on_progress=on_progress)
-    _configure(index, kind)
+    _configure(index, kind, nprobe)
     exact = kind == "flat"
     frame = (frame or Frame(reference, metric)) if exact else None
     kk = min(len(reference), k + (self_rows is not None) + (MARGIN_ROWS if exact else 0))

@@ -19,6 +19,7 @@ import numpy as np
 from embedkit._util.atomic import atomic_path, check_output
 from embedkit._util.progress import ProgressFn
 from embedkit.errors import ConfigError, DiskFullError, SearchError, StoreError
+from embedkit.search.approximate import DEFAULT_RECALL, RecallEstimate, auto_kind, check_recall, tune_and_estimate
 from embedkit.search.arrays import (
     Frame,
     build_index,
@@ -32,11 +33,13 @@ from embedkit.search.arrays import (
     search_index,
     self_knn,
 )
+from embedkit.search.engines import check_engine, ray_knn, ray_session
 from embedkit.store.schema import SCHEMA_VERSION, h5_errors, now
 from embedkit.store.store import GroupData, open_store
 
 PERSISTED_KINDS = ("hnsw", "ivf")  # flat is rebuilt from the store in memory: faster than reading a copy
 SELF_JOIN_STATUS = "exact self-join, no index"  # every row of a group against the group itself
+RAY_STATUS = "exact, as Ray tasks"
 
 __all__ = [
     "GroupIndex",
@@ -166,6 +169,8 @@ class NeighborResult:
     distances: np.ndarray
     content_id: str
     class_names: tuple[str, ...] = ()
+    recall_estimate: RecallEstimate | None = None  # approximate searches only: how approximate
+    engine: str = "local"
 
 
 @dataclass(frozen=True)
@@ -183,9 +188,16 @@ class GroupIndex:
     frame: Frame | None = None  # the flat index's frame, kept so each search does not compute it again
 
     def search(
-        self, queries: np.ndarray, k: int, *, self_rows: np.ndarray | None = None, on_progress: ProgressFn | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        self_rows: np.ndarray | None = None,
+        on_progress: ProgressFn | None = None,
+        nprobe: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(distances (Q, k) float32, rows (Q, k) int64) for `queries` (Q, D); `self_rows` (Q,) are excluded."""
+        """(distances (Q, k) float32, rows (Q, k) int64) for `queries` (Q, D); `self_rows` (Q,) are excluded;
+        `nprobe`: IVF lists to search (see `search_index`)."""
         where = f"group '{self.data.name}' of {self.store_path}"
         check_query(
             len(self.reference), self.reference.shape[1], queries, k, exclude_self=self_rows is not None, where=where
@@ -201,6 +213,7 @@ class GroupIndex:
             self_rows=self_rows,
             on_progress=on_progress,
             frame=self.frame,
+            nprobe=nprobe,
         )
 
 
@@ -238,6 +251,9 @@ def neighbors(
     metric: str = "l2",
     index_kind: str = "flat",
     on_progress: ProgressFn | None = None,
+    recall: float = DEFAULT_RECALL,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> NeighborResult:
     """The k nearest (or farthest) rows of `group` for queries from `query_group` (default: `group` itself).
 
@@ -245,8 +261,13 @@ def neighbors(
     from the indexed group, no row is its own neighbour. Every check (k, sizes, dimensions, an empty group) runs
     before an index is built or any file written; every row of a group against itself with the exact (flat)
     index is a self-join that needs no index at all (`embedkit.search.self_join`).
+    `index_kind="auto"`: flat up to `AUTO_FLAT_MAX_ROWS` rows, else IVF tuned to `recall` (see
+    `embedkit.search.approximate`); an approximate result carries its `recall_estimate`. `engine="ray"` runs the
+    exact search as Ray tasks (`embedkit.search.engines`), with the same answer.
     """
-    check_options(metric, index_kind, farthest)
+    check_engine(engine, ray_address)
+    check_recall(recall)
+    check_options(metric, "flat" if index_kind == "auto" else index_kind, farthest)
     store_path, query_group = Path(store_path), query_group or group
     store = open_store(store_path)
     with store.snapshot():
@@ -272,14 +293,44 @@ def neighbors(
         exclude_self=self_rows is not None,
         where=f"group '{group}' of {store_path}",
     )
-    if index_kind == "flat" and is_whole_self_join(self_rows, len(ref.ids), len(queries)):
+    if index_kind == "auto":
+        index_kind = auto_kind(len(ref.ids), farthest)
+    estimate = None
+    if engine == "ray":
+        if index_kind != "flat":
+            raise ConfigError(f"--engine ray runs exact search: use --index flat (or auto), not {index_kind!r}")
+        with ray_session(ray_address):
+            distances, rows = ray_knn(
+                ref.embeddings,
+                queries,
+                k,
+                farthest=farthest,
+                metric=metric,
+                self_rows=self_rows,
+                on_progress=on_progress,
+            )
+        status = RAY_STATUS
+    elif index_kind == "flat" and is_whole_self_join(self_rows, len(ref.ids), len(queries)):
         distances, rows = self_knn(
             prepare(ref.embeddings, metric), k, farthest=farthest, metric=metric, on_progress=on_progress
         )
         status = SELF_JOIN_STATUS
     else:
         searcher = open_group_index(store_path, group, metric=metric, kind=index_kind, farthest=farthest, data=ref)
-        distances, rows = searcher.search(queries, k, self_rows=self_rows, on_progress=on_progress)
+        if index_kind != "flat":
+            estimate = tune_and_estimate(
+                searcher.index,
+                index_kind,
+                searcher.reference,
+                prepare(queries, metric),
+                k,
+                metric=metric,
+                self_rows=self_rows,
+                target=recall,
+            )
+        distances, rows = searcher.search(
+            queries, k, self_rows=self_rows, on_progress=on_progress, nprobe=estimate and estimate.nprobe
+        )
         status = searcher.status
     return NeighborResult(
         group,
@@ -297,6 +348,8 @@ def neighbors(
         distances,
         ref.content_id,
         ref.class_names,
+        estimate,
+        engine,
     )
 
 
@@ -308,17 +361,38 @@ def make_pairs(
     *,
     metric: str = "l2",
     on_progress: ProgressFn | None = None,
+    index_kind: str = "flat",
+    recall: float = DEFAULT_RECALL,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> Path:
     """Write each row's k nearest neighbours (never itself) to an HDF5 pairs file; returns its path.
 
     Pairs file: ids (N,), neighbor_ids (N, k), neighbor_rows (N, k) int64, distances (N, k) float32;
-    attrs store, group, k, metric, content_id (of the group searched), schema_version, created.
+    attrs store, group, k, metric, index, content_id (of the group searched), schema_version, created, and
+    recall / recall_queries for an approximate search. `index_kind`, `recall`, `engine`, `ray_address`: as in
+    `neighbors`.
     """
     import h5py
 
     store_path, out_path = Path(store_path), Path(out_path)
     check_results_out(out_path, store_path, "hdf5 results")
-    result = neighbors(store_path, group, k, metric=metric, on_progress=on_progress)
+    result = neighbors(
+        store_path,
+        group,
+        k,
+        metric=metric,
+        on_progress=on_progress,
+        index_kind=index_kind,
+        recall=recall,
+        engine=engine,
+        ray_address=ray_address,
+    )
+    estimate = (
+        {}
+        if result.recall_estimate is None
+        else {"recall": result.recall_estimate.recall, "recall_queries": result.recall_estimate.n_queries}
+    )
     with (
         h5_errors(out_path, "cannot write the pairs file"),
         atomic_path(out_path) as tmp,
@@ -332,12 +406,23 @@ def make_pairs(
                 "group": group,
                 "k": k,
                 "metric": metric,
+                "index": result.index_kind,
                 "content_id": result.content_id,
                 "schema_version": SCHEMA_VERSION,
                 "created": now(),
+                **estimate,
             }
         )
     return out_path
+
+
+def pairs_attributes(path: Path | str) -> dict[str, Any]:
+    """A pairs file's attributes (store, group, k, metric, index, recall, ...) as plain Python values."""
+    import h5py
+
+    path = Path(path)
+    with h5_errors(path, "cannot read the pairs file"), h5py.File(path, "r", locking=False) as pairs:
+        return {key: value.item() if hasattr(value, "item") else value for key, value in pairs.attrs.items()}
 
 
 RESULT_KINDS = {".json": "json", ".h5": "hdf5 results", ".hdf5": "hdf5 results", ".npz": "npz"}
@@ -363,12 +448,22 @@ def check_results_out(path: Path | str, store_path: Path | str | None, kind: str
 
 
 def neighbors_json(result: NeighborResult) -> dict[str, Any]:
-    """The `--json` object: {"group", "k", "farthest", "results": [{"query_id", "ids", "distances"}, ...]}."""
+    """The `--json` object: {"group", "k", "farthest", "index", "engine", "recall_estimate" (approximate searches:
+    {"n_queries", "k", "recall", "nprobe", "target"}, else null), "results": [{"query_id", "ids", "distances"}]}."""
     results = [
         {"query_id": int(qid), "ids": ids.tolist(), "distances": [round(float(d), 6) for d in dist]}
         for qid, ids, dist in zip(result.query_ids, result.ids, result.distances)
     ]
-    return {"group": result.group, "k": result.k, "farthest": result.farthest, "results": results}
+    estimate = None if result.recall_estimate is None else result.recall_estimate.to_json()
+    return {
+        "group": result.group,
+        "k": result.k,
+        "farthest": result.farthest,
+        "index": result.index_kind,
+        "engine": result.engine,
+        "recall_estimate": estimate,
+        "results": results,
+    }
 
 
 def save_neighbors(result: NeighborResult, path: Path | str, store_path: Path | str | None = None) -> Path:

@@ -1,0 +1,182 @@
+"""Where the heavy work runs: `local` (this process, the default) or `ray` (tasks on a Ray cluster).
+
+With `engine="ray"` an exact search is split into blocks of query rows, each answered exactly by a Ray task against
+the whole reference (put once in Ray's object store), and the blocks are concatenated in order: every query's answer
+is the one `knn` gives locally, ids and distances alike. `ray_address` None starts an embedded Ray with this
+machine's CPUs and no dashboard, and shuts it down at the end, also on an error or Ctrl-C; "auto" or HOST:PORT joins
+a running cluster (`ray job submit -- embedkit ... --engine ray --ray-address auto`). A Ray session the caller
+already opened (a notebook's `ray.init()`) is used and left running. Ray is imported only here, only when asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from embedkit._util.progress import ProgressFn
+from embedkit.device import default_threads
+from embedkit.errors import ConfigError
+from embedkit.search.arrays import knn
+
+ENGINES = ("local", "ray")
+RAY_INSTALL_HINT = "--engine ray needs Ray: pip install 'embedkit[ray]'"
+BLOCKS_PER_CPU = 4  # query blocks per Ray CPU: enough to balance uneven tasks, few enough to keep overhead small
+MIN_BLOCK_ROWS = 256
+CONNECT_TIMEOUT_S = 10.0
+_ADDRESS = re.compile(r"^(auto|(ray://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5})$")
+
+
+def check_engine(engine: str, ray_address: str | None) -> None:
+    """ConfigError for an unknown engine, a Ray address without `engine="ray"`, or a malformed address."""
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}: use {' or '.join(ENGINES)}")
+    if ray_address is not None:
+        if engine != "ray":
+            raise ConfigError("--ray-address only applies with --engine ray")
+        if not _ADDRESS.match(ray_address):
+            raise ConfigError(f"Ray address {ray_address!r}: use auto, HOST:PORT or ray://HOST:PORT")
+
+
+def load_ray():
+    """The `ray` module, or ConfigError saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(RAY_INSTALL_HINT) from None
+    return ray
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None) -> Iterator[object]:
+    """Yield a connected `ray` module: an embedded Ray (address None) shut down on exit, or a running cluster."""
+    ray = load_ray()
+    if ray.is_initialized():  # the caller's own session: use it, leave it running
+        yield ray
+        return
+    try:
+        _connect(ray, address)
+        yield ray
+    finally:  # also after a failed start or a Ctrl-C during it
+        spawned = _descendants(os.getpid()) if address is None else set()  # the embedded Ray's processes
+        ray.shutdown()
+        _end_processes(spawned)
+
+
+def _connect(ray, address: str | None) -> None:
+    """ray.init: an embedded Ray on this machine's CPUs (address None) or a running cluster; ConfigError if not."""
+    options = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    if address not in (None, "auto"):
+        _check_reachable(address)
+    try:
+        if address is None:
+            ray.init(num_cpus=default_threads(), **options)
+        else:
+            ray.init(address=address, **options)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        if address == "auto" and isinstance(exc, ConnectionError):
+            raise ConfigError(
+                "--ray-address auto: no running Ray cluster found (start one with `ray start --head`, "
+                "or leave out --ray-address for an embedded Ray)"
+            ) from None
+        where = "an embedded Ray" if address is None else f"Ray at {address}"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"cannot start {where}: {reason}") from None
+
+
+def _descendants(pid: int) -> set[int]:
+    """PIDs of every process below `pid` (Linux /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _end_processes(pids: set[int], grace_s: float = 3.0) -> None:
+    """SIGTERM, then SIGKILL, whatever of `pids` outlived ray.shutdown() (its agents can, after a Ctrl-C)."""
+    alive = {pid for pid in pids if Path(f"/proc/{pid}").exists()}
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in alive:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace_s
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+            alive = {pid for pid in alive if Path(f"/proc/{pid}").exists()}
+
+
+def _check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """ConfigError unless HOST:PORT accepts a TCP connection: Ray itself retries an unreachable address for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot reach Ray at {address}: {exc.strerror or exc}") from None
+
+
+def _knn_block(reference, queries, k, farthest, metric, self_rows):
+    """One Ray task: the exact answer for a block of queries (`embedkit.search.arrays.knn`)."""
+    return knn(reference, queries, k, farthest=farthest, metric=metric, self_rows=self_rows)
+
+
+def ray_knn(
+    reference: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    *,
+    farthest: bool = False,
+    metric: str = "l2",
+    self_rows: np.ndarray | None = None,
+    on_progress: ProgressFn | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`knn(reference, queries, k, ...)` as Ray tasks over blocks of query rows, in an open Ray session.
+
+    Returns (distances (Q, k) float32, rows (Q, k) int64), identical to `knn`'s: each block is answered by it.
+    """
+    ray = load_ray()
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    block = max(MIN_BLOCK_ROWS, math.ceil(len(queries) / (BLOCKS_PER_CPU * cpus)))
+    task = ray.remote(_knn_block)
+    shared = ray.put(np.ascontiguousarray(reference))
+    starts = list(range(0, len(queries), block))
+    pending = {
+        task.remote(
+            shared, queries[s : s + block], k, farthest, metric, None if self_rows is None else self_rows[s : s + block]
+        ): s
+        for s in starts
+    }
+    answers, done = {}, 0
+    if on_progress is not None:
+        on_progress(0, len(queries))
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)  # back in Python often: Ctrl-C works
+            if not ready:
+                continue
+            start = pending.pop(ready[0])
+            answers[start] = ray.get(ready[0])
+            done += len(answers[start][0])
+            if on_progress is not None:
+                on_progress(done, len(queries))
+    finally:
+        for ref in pending:  # an error or Ctrl-C: stop what still runs
+            ray.cancel(ref, force=True)
+    distances = np.concatenate([answers[s][0] for s in starts]) if starts else np.zeros((0, k), np.float32)
+    rows = np.concatenate([answers[s][1] for s in starts]) if starts else np.zeros((0, k), np.int64)
+    return distances, rows

@@ -1,0 +1,200 @@
+"""--engine ray against --engine local (same ids and distances), Ray's lifetime, and --index auto's recall estimate.
+
+Ray runs in local mode on this machine: one session for the library tests (Ray's start costs seconds), and real
+`embedkit` processes for what a command must leave behind (no Ray process, also after an error or Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedkit.errors import ConfigError
+from embedkit.search import approximate
+from embedkit.search.engines import check_engine, load_ray
+from embedkit.search.index import make_pairs, neighbors, pairs_attributes
+from embedkit.store.store import open_store
+
+REPO = Path(__file__).resolve().parents[1]
+N, D = 20_000, 32
+
+
+def clustered(rng, n: int, dim: int = D, clusters: int = 50) -> np.ndarray:
+    centers = rng.normal(size=(clusters, dim)) * 4
+    return (centers[rng.integers(0, clusters, n)] + rng.normal(size=(n, dim))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("engines") / "store.h5"
+    store = open_store(path, create=True)
+    store.write_group("g/train", clustered(rng, N), rng.integers(0, 10, N), ids=np.arange(N) * 3 + 7)
+    store.write_group("g/query", clustered(rng, 700))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One embedded Ray for the module's library calls; `ray_session` uses it and leaves it running."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[test]'")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def _same(a, b) -> None:
+    np.testing.assert_array_equal(a.ids, b.ids)
+    np.testing.assert_array_equal(a.rows, b.rows)
+    np.testing.assert_array_equal(a.distances, b.distances)
+    np.testing.assert_array_equal(a.query_ids, b.query_ids)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param(dict(k=5), id="nearest-self-join"),
+        pytest.param(dict(k=4, farthest=True), id="farthest"),
+        pytest.param(dict(k=3, query_ids=[7, 10, 5998 * 3 + 7, (N - 1) * 3 + 7]), id="ids"),
+        pytest.param(dict(k=6, query_group="g/query"), id="query-group"),
+        pytest.param(dict(k=5, metric="cosine"), id="cosine"),
+    ],
+)
+def test_ray_engine_gives_the_local_answer(store_path, ray_local, options):
+    local = neighbors(store_path, "g/train", **options)
+    ray = neighbors(store_path, "g/train", engine="ray", **options)
+    _same(local, ray)
+    assert ray.engine == "ray" and local.engine == "local"
+    # and the local answer is the brute-force one
+    data = open_store(store_path).read("g/train")
+    if options.get("metric", "l2") == "l2" and not options.get("farthest") and "query_group" not in options:
+        rows = np.arange(N) if "query_ids" not in options else (np.asarray(options["query_ids"]) - 7) // 3
+        x = data.embeddings.astype(np.float64)
+        dist = np.sqrt(((x[rows, None, :] - x[None, :, :]) ** 2).sum(-1)) if len(rows) < 100 else None
+        if dist is not None:
+            dist[np.arange(len(rows)), rows] = np.inf
+            np.testing.assert_array_equal(np.argsort(dist, axis=1, kind="stable")[:, : options["k"]], local.rows)
+
+
+@pytest.mark.slow
+def test_ray_pairs_file_equals_the_local_one(store_path, ray_local, tmp_path):
+    import h5py
+
+    local = make_pairs(store_path, "g/train", 3, tmp_path / "local.h5")
+    ray = make_pairs(store_path, "g/train", 3, tmp_path / "ray.h5", engine="ray")
+    with h5py.File(local, "r") as a, h5py.File(ray, "r") as b:
+        for name in ("ids", "neighbor_ids", "neighbor_rows", "distances"):
+            np.testing.assert_array_equal(a[name][()], b[name][()])
+    assert pairs_attributes(ray)["index"] == "flat" and "recall" not in pairs_attributes(ray)
+
+
+def test_auto_index_reports_the_recall_it_reaches(store_path, monkeypatch):
+    """Above the size threshold `auto` is IVF tuned to the target; its estimate (on queries it was not tuned on)
+    matches the recall measured against exact search over every query."""
+    monkeypatch.setattr(approximate, "AUTO_FLAT_MAX_ROWS", 1000)
+    exact = neighbors(store_path, "g/train", 10, query_group="g/query")
+    auto = neighbors(store_path, "g/train", 10, query_group="g/query", index_kind="auto", recall=0.9)
+    assert auto.index_kind == "ivf" and exact.recall_estimate is None
+    measured = np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(auto.rows, exact.rows)])
+    estimate = auto.recall_estimate
+    assert estimate.n_queries == 350 and estimate.k == 10 and estimate.target == 0.9
+    assert estimate.recall >= 0.85 and abs(estimate.recall - measured) < 0.03, (estimate, measured)
+    assert 1 <= estimate.nprobe < 4 * np.sqrt(N)
+    # a stricter target probes more lists and reaches it
+    strict = neighbors(store_path, "g/train", 10, query_group="g/query", index_kind="auto", recall=0.99)
+    assert strict.recall_estimate.nprobe > estimate.nprobe and strict.recall_estimate.recall >= 0.97
+    # the self-join form: rows are never their own neighbours, and small groups stay exact
+    pairs = make_pairs(store_path, "g/train", 3, store_path.parent / "auto-pairs.h5", index_kind="auto")
+    assert pairs_attributes(pairs)["index"] == "ivf" and pairs_attributes(pairs)["recall"] >= 0.9
+    monkeypatch.setattr(approximate, "AUTO_FLAT_MAX_ROWS", N)
+    assert neighbors(store_path, "g/train", 3, index_kind="auto").recall_estimate is None
+
+
+def test_engine_options_are_checked_before_any_work():
+    with pytest.raises(ConfigError, match="unknown engine"):
+        check_engine("spark", None)
+    with pytest.raises(ConfigError, match="only applies with --engine ray"):
+        check_engine("local", "auto")
+    for bad in ("http://x", "host", "a b:1", "; rm -rf /:1"):
+        with pytest.raises(ConfigError, match="Ray address"):
+            check_engine("ray", bad)
+    check_engine("ray", "auto")
+    check_engine("ray", "10.0.0.1:6379")
+
+
+def test_without_ray_the_engine_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'embedkit\[ray\]'"):
+        load_ray()
+
+
+def _embedkit(args: list[str], **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        **kwargs,
+    )
+
+
+def _ray_processes() -> list[str]:
+    found = subprocess.run(["pgrep", "-f", "raylet|gcs_server|ray::"], capture_output=True, text=True)
+    return [line for line in found.stdout.splitlines() if line.strip()]
+
+
+def test_local_engine_never_imports_ray(store_path):
+    code = (
+        "import sys; from embedkit.search.index import neighbors; "
+        f"neighbors({str(store_path)!r}, 'g/train', 3, query_ids=[7]); "
+        "print('ray' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+def test_a_ray_command_leaves_no_ray_process_behind(store_path, tmp_path):
+    pytest.importorskip("ray")
+    before = _ray_processes()
+    # success
+    done = _embedkit(["neighbors", str(store_path), "-g", "g/train", "--k", "3", "--engine", "ray", "--json"])
+    output, _ = done.communicate(timeout=300)
+    assert done.returncode == 0, output
+    assert _ray_processes() == before
+    # failure: no cluster at that address
+    failed = _embedkit(
+        ["neighbors", str(store_path), "-g", "g/train", "--engine", "ray", "--ray-address", "127.0.0.1:9"]
+    )
+    output, _ = failed.communicate(timeout=300)
+    assert failed.returncode == 1 and output.startswith("error:") and "Traceback" not in output, output
+    assert _ray_processes() == before
+    # Ctrl-C while the Ray tasks run
+    out = tmp_path / "pairs.h5"
+    proc = _embedkit(["pairs", str(store_path), "-g", "g/train", "--k", "200", "--out", str(out), "--engine", "ray"])
+    deadline = time.monotonic() + 120
+    while len(_ray_processes()) <= len(before) + 1 and proc.poll() is None:
+        assert time.monotonic() < deadline, "Ray never started"
+        time.sleep(0.2)
+    time.sleep(1.0)
+    assert proc.poll() is None, "the search finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in output, output
+    assert not out.exists() and not list(tmp_path.glob(".pairs.h5.tmp-*"))
+    deadline = time.monotonic() + 30
+    while _ray_processes() != before:
+        assert time.monotonic() < deadline, _ray_processes()
+        time.sleep(0.5)
