@@ -97,8 +97,10 @@ def study(
     Writes <workspace>/study/report/index.html and results.json.
     """
     from embedkit.study import make_plan, run_study, stage_titles
+    from embedkit.study.plan import describe_plan
 
     plan = make_plan(preset, smoke)
+    err_console.print(describe_plan(plan), highlight=False)
     display = _StageDisplay(stage_titles(plan, workspace=workspace))
     try:
         with display.live:

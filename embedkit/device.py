@@ -33,7 +33,12 @@ def bf16_native(device) -> bool:
     AVX512-BF16); elsewhere bf16 is emulated and slower than fp32."""
     if device.type == "cuda":
         return True
-    return device.type == "cpu" and bool({"amx_bf16", "avx512_bf16"} & _cpu_flags())
+    return device.type == "cpu" and cpu_bf16_native()
+
+
+def cpu_bf16_native() -> bool:
+    """Whether this CPU has native bf16 matrix units (Intel AMX or AVX512-BF16); needs no torch."""
+    return bool({"amx_bf16", "avx512_bf16"} & _cpu_flags())
 
 
 @functools.lru_cache(maxsize=1)

@@ -177,3 +177,21 @@ def test_the_stage_display_keeps_no_bar_once_a_stage_is_over():
         assert display.progress.tasks == []
     display.on_event("skipped", stages[0], None)
     assert display.progress.tasks == []
+
+
+def test_the_cpu_plan_fits_the_hour_on_a_cpu_without_native_bf16(monkeypatch):
+    """The cpu preset's 20 VICReg epochs assume bf16 (AMX or AVX512-BF16); an fp32-only CPU gets fewer, and the
+    plan's one-line description says which and why."""
+    from embedkit.study import plan as study_plan
+    from embedkit.training.config import PRESETS
+
+    monkeypatch.setattr(study_plan, "cpu_bf16_native", lambda: True)
+    native = study_plan.make_plan("cpu")
+    assert native.vicreg_epochs == PRESETS["cpu"]["epochs"] == 20
+    assert "bf16 on this CPU" in study_plan.describe_plan(native)
+    monkeypatch.setattr(study_plan, "cpu_bf16_native", lambda: False)
+    fp32 = study_plan.make_plan("cpu")
+    assert fp32.vicreg_epochs == study_plan.FP32_CPU_VICREG_EPOCHS < native.vicreg_epochs
+    assert fp32.ablation_epochs == native.ablation_epochs
+    assert "no native bf16" in study_plan.describe_plan(fp32)
+    assert study_plan.make_plan("gpu").vicreg_epochs == 200  # other presets do not depend on the CPU
