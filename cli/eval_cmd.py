@@ -16,8 +16,10 @@ from embedkit_cli.options import (
     DataRootOption,
     DeviceOption,
     DownloadOption,
+    EngineOption,
     JsonOption,
     MapMethod,
+    RayAddressOption,
     WorkspaceOption,
     seed_option,
 )
@@ -228,6 +230,8 @@ def anomaly(
     data_root: DataRootOption = None,
     download: DownloadOption = False,
     device: DeviceOption = "auto",
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
     out: OutOption = None,
     workspace: WorkspaceOption = None,
     json_out: JsonOption = False,
@@ -251,6 +255,8 @@ def anomaly(
                     device=device,
                     on_progress=on_progress,
                     download=download,
+                    engine=engine,
+                    ray_address=ray_address,
                 )
             )
     first = results[0]
@@ -315,18 +321,31 @@ def cluster(
     ] = "pca",
     max_points: MaxPointsOption = 10_000,
     seed: SeedOption = 0,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
     out: OutOption = None,
     workspace: WorkspaceOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """k-means clusters vs classes: silhouette, ARI, NMI; a map coloured by cluster beside one by class."""
+    """k-means clusters vs classes: silhouette, ARI, NMI; a map coloured by cluster beside one by class.
+
+    --engine ray: one k-means from a seeded k-means++ start, its Lloyd steps as Ray tasks over row blocks.
+    """
     from embedkit.eval.cluster import draw_clusters
 
     paths = _stores(stores, workspace)
     out_path = _figure_path(out, workspace, "cluster", f"clusters-{_slug(group)}-k{k}.png")
     with _status(f"k-means and {map_method} maps of {group}", json_out):
         clustered, figure = draw_clusters(
-            paths, group, k, out_path, map_method=map_method, max_points=max_points, seed=seed
+            paths,
+            group,
+            k,
+            out_path,
+            map_method=map_method,
+            max_points=max_points,
+            seed=seed,
+            engine=engine,
+            ray_address=ray_address,
         )
     results = [{"name": name, "store": str(path), **result.to_dict()} for (name, result), path in zip(clustered, paths)]
     if json_out:

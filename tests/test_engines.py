@@ -118,7 +118,12 @@ def test_auto_index_reports_the_recall_it_reaches(store_path, monkeypatch):
     assert neighbors(store_path, "g/train", 3, index_kind="auto").recall_estimate is None
 
 
-def test_engine_options_are_checked_before_any_work():
+def test_engine_options_are_checked_before_any_work(tmp_path):
+    missing = tmp_path / "no-such-store.h5"  # checked before the store is even opened
+    with pytest.raises(ConfigError, match="--engine ray runs exact search"):
+        neighbors(missing, "g/train", 3, engine="ray", index_kind="hnsw")
+    with pytest.raises(ConfigError, match="only applies with --engine ray"):
+        neighbors(missing, "g/train", 3, ray_address="auto")
     with pytest.raises(ConfigError, match="unknown engine"):
         check_engine("spark", None)
     with pytest.raises(ConfigError, match="only applies with --engine ray"):
@@ -198,3 +203,43 @@ def test_a_ray_command_leaves_no_ray_process_behind(store_path, tmp_path):
     while _ray_processes() != before:
         assert time.monotonic() < deadline, _ray_processes()
         time.sleep(0.5)
+
+
+def test_kmeans_lloyd_steps_match_scikit_learn_from_the_same_start():
+    """The block map-reduce Lloyd (local) against scikit-learn's Lloyd from the same centres: same clusters,
+    same inertia; and against the inertia recomputed from its own assignments."""
+    from sklearn.cluster import KMeans
+
+    from embedkit.eval.kmeans import lloyd, seeded_init
+
+    x = clustered(np.random.default_rng(3), 3000, dim=8, clusters=6)
+    start = seeded_init(x, 6, seed=0)
+    ours = lloyd(x, start, block_rows=700)
+    theirs = KMeans(6, init=start, n_init=1, algorithm="lloyd", tol=1e-4).fit(x.astype(np.float64))
+    np.testing.assert_allclose(ours.inertia, theirs.inertia_, rtol=1e-6)
+    np.testing.assert_array_equal(ours.assignments, theirs.labels_)
+    direct = ((x.astype(np.float64) - ours.centers.astype(np.float64)[ours.assignments]) ** 2).sum()
+    np.testing.assert_allclose(ours.inertia, direct, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_ray_kmeans_and_anomaly_scores_equal_the_local_ones(store_path, ray_local):
+    from embedkit.eval.anomaly import detect_anomalies
+    from embedkit.eval.cluster import cluster_embeddings
+    from embedkit.eval.kmeans import lloyd, seeded_init
+
+    data = open_store(store_path).read("g/train")
+    x = data.embeddings
+    start = seeded_init(x, 10, seed=0)
+    local, ray = lloyd(x, start, block_rows=4096), lloyd(x, start, block_rows=4096, engine="ray")
+    assert local.inertia == ray.inertia and local.iterations == ray.iterations
+    np.testing.assert_array_equal(local.assignments, ray.assignments)
+    result = cluster_embeddings(x, 10, data.labels, engine="ray")
+    assert result.inertia == local.inertia  # the same seeded start
+    ood = open_store(store_path).read("g/query").embeddings + 3.0
+    for leave in ((), ("normal",)):
+        normal = x if leave else x[:500]
+        a = detect_anomalies(x, normal, ood, 2, leave_one_out=leave)
+        b = detect_anomalies(x, normal, ood, 2, leave_one_out=leave, engine="ray")
+        np.testing.assert_array_equal(a.scores, b.scores)
+        assert a.roc_auc == b.roc_auc

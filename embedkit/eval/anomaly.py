@@ -8,6 +8,7 @@ each row's neighbours are the other rows (PyOD's `decision_scores_`), else every
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,17 +19,25 @@ from embedkit.errors import ConfigError, StoreError, about
 from embedkit.eval.plots import distinct_decimals, plot_image_grid, plot_roc
 from embedkit.eval.retrieval import load_group_images
 from embedkit.provenance import model_label
+from embedkit.search.engines import check_engine, ray_knn, ray_session
 from embedkit.search.index import knn
 from embedkit.store.store import class_name, open_store
 from embedkit.training.encode import encode_to_store
 
 
-def knn_scores(reference: np.ndarray, queries: np.ndarray, k: int, *, leave_one_out: bool = False) -> np.ndarray:
+def knn_scores(
+    reference: np.ndarray, queries: np.ndarray, k: int, *, leave_one_out: bool = False, engine: str = "local"
+) -> np.ndarray:
     """Anomaly score (Q,) float32 of each of `queries` (Q, D): mean L2 distance to its k nearest `reference` rows.
 
     `leave_one_out`: the queries are the reference rows, in order, and a row is never its own neighbour.
+    `engine="ray"`: the same exact search as Ray tasks, in an open `ray_session` (the same scores).
     """
-    distances, _ = knn(reference, queries, k, exclude_self=leave_one_out)
+    if engine == "ray":
+        self_rows = np.arange(len(queries)) if leave_one_out else None
+        distances, _ = ray_knn(np.asarray(reference), np.asarray(queries), k, self_rows=self_rows)
+    else:
+        distances, _ = knn(reference, queries, k, exclude_self=leave_one_out)
     return distances.mean(axis=1, dtype=np.float64).astype(np.float32)
 
 
@@ -67,11 +76,18 @@ class AnomalyResult:
 
 
 def detect_anomalies(
-    reference: np.ndarray, normal: np.ndarray, ood: np.ndarray, k: int, *, leave_one_out: tuple[str, ...] = ()
+    reference: np.ndarray,
+    normal: np.ndarray,
+    ood: np.ndarray,
+    k: int,
+    *,
+    leave_one_out: tuple[str, ...] = (),
+    engine: str = "local",
 ) -> AnomalyResult:
     """Score `normal` (N, D) and `ood` (M, D) against `reference` (R, D) with `knn_scores`; ROC-AUC with OOD = 1.
 
     `leave_one_out` names the sets ("normal", "ood") that are the reference rows themselves: scored leave-one-out.
+    `engine`: as in `knn_scores`.
     """
     from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -79,8 +95,8 @@ def detect_anomalies(
         raise ConfigError(f"ROC-AUC needs normal and OOD points, got {len(normal)} normal and {len(ood)} OOD")
     scores = np.concatenate(
         [
-            knn_scores(reference, normal, k, leave_one_out="normal" in leave_one_out),
-            knn_scores(reference, ood, k, leave_one_out="ood" in leave_one_out),
+            knn_scores(reference, normal, k, leave_one_out="normal" in leave_one_out, engine=engine),
+            knn_scores(reference, ood, k, leave_one_out="ood" in leave_one_out, engine=engine),
         ]
     )
     is_ood = np.concatenate([np.zeros(len(normal), bool), np.ones(len(ood), bool)])
@@ -154,12 +170,16 @@ def anomaly_store(
     device: str = "auto",
     on_progress: ProgressFn | None = None,
     download: bool = False,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> StoreAnomaly:
     """Score `normal_group` and the OOD group (`ood`: dataset name or group) against `reference_group`.
 
     If the OOD group is missing and the reference group's attrs name its checkpoint, it is encoded into the store
-    (its images downloaded first when missing, with `download`).
+    (its images downloaded first when missing, with `download`). `engine="ray"` scores with Ray tasks
+    (`embedkit.search.engines`; `ray_address` as there): the same scores and ROC-AUC.
     """
+    check_engine(engine, ray_address)
     store_path = Path(store_path)
     ood_group = ood_group_name(ood)
     encoded = ensure_group(
@@ -176,7 +196,10 @@ def anomaly_store(
         reference, normal, outlier = (store.read(g) for g in (reference_group, normal_group, ood_group))
     with about(store_path, f"{reference_group}' -> '{normal_group}', '{ood_group}"):
         same = tuple(role for role, g in (("normal", normal_group), ("ood", ood_group)) if g == reference_group)
-        result = detect_anomalies(reference.embeddings, normal.embeddings, outlier.embeddings, k, leave_one_out=same)
+        with ray_session(ray_address) if engine == "ray" else contextlib.nullcontext():
+            result = detect_anomalies(
+                reference.embeddings, normal.embeddings, outlier.embeddings, k, leave_one_out=same, engine=engine
+            )
     groups = (normal_group,) * len(normal.ids) + (ood_group,) * len(outlier.ids)
     return StoreAnomaly(
         name=store_path.stem,

@@ -6,6 +6,7 @@ it is computed on a seeded sample of rows, and the result says how many rows it 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -13,9 +14,11 @@ import numpy as np
 
 from embedkit._util.sampling import seeded_rows
 from embedkit.errors import ConfigError, about
+from embedkit.eval.kmeans import lloyd, seeded_init
 from embedkit.eval.maps import map_store
 from embedkit.eval.plots import plot_clusters
 from embedkit.provenance import model_label
+from embedkit.search.engines import check_engine, ray_session
 from embedkit.store.store import open_store
 
 SILHOUETTE_MAX_POINTS = 10_000
@@ -63,10 +66,13 @@ def cluster_embeddings(
     seed: int = 0,
     n_init: int = KMEANS_N_INIT,
     silhouette_max_points: int = SILHOUETTE_MAX_POINTS,
+    engine: str = "local",
 ) -> ClusterResult:
     """k-means of `x` (N, D) into `k` clusters; silhouettes (L2) of the clusters and of `labels` (N,), ARI and NMI.
 
     Labels of -1 (unknown) are left out of the class scores; with no known labels those scores are None.
+    `engine="ray"` (in an open `ray_session`): one k-means from a seeded k-means++ start, its Lloyd steps as Ray
+    tasks over row blocks (`embedkit.eval.kmeans`), instead of scikit-learn's best of `n_init` starts.
     """
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
@@ -76,8 +82,13 @@ def cluster_embeddings(
         raise ConfigError(f"embeddings must be (N, D), got shape {x.shape}")
     if not 2 <= k < len(x):
         raise ConfigError(f"k={k}: k-means needs 2 <= k < N (N={len(x)} points)")
-    kmeans = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x)
-    assignments = kmeans.labels_.astype(np.int64)
+    if engine == "ray":
+        fitted = lloyd(x, seeded_init(x, k, seed), engine="ray")
+        assignments, inertia, centroids = fitted.assignments, fitted.inertia, fitted.centers
+    else:
+        kmeans = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x)
+        assignments, inertia = kmeans.labels_.astype(np.int64), float(kmeans.inertia_)
+        centroids = kmeans.cluster_centers_.astype(np.float32)
     sample = seeded_rows(len(x), silhouette_max_points, seed)
     known = np.ones(len(x), bool) if labels is None else np.asarray(labels) >= 0
     ari = nmi = silhouette_classes = None
@@ -89,14 +100,14 @@ def cluster_embeddings(
     return ClusterResult(
         k=k,
         n=len(x),
-        inertia=float(kmeans.inertia_),
+        inertia=inertia,
         silhouette_kmeans=_silhouette(x, assignments, sample),
         silhouette_classes=silhouette_classes,
         silhouette_points=len(sample),
         ari=ari,
         nmi=nmi,
         assignments=assignments,
-        centroids=kmeans.cluster_centers_.astype(np.float32),
+        centroids=centroids,
     )
 
 
@@ -120,11 +131,20 @@ def centroids_2d(xy: np.ndarray, assignments: np.ndarray, k: int) -> np.ndarray:
     return centres
 
 
-def cluster_store(store_path: Path | str, group: str, k: int, *, seed: int = 0) -> ClusterResult:
-    """`cluster_embeddings` on one group of a store, scored against its labels."""
+def cluster_store(
+    store_path: Path | str,
+    group: str,
+    k: int,
+    *,
+    seed: int = 0,
+    engine: str = "local",
+    ray_address: str | None = None,
+) -> ClusterResult:
+    """`cluster_embeddings` on one group of a store, scored against its labels (`engine`: local or ray)."""
+    check_engine(engine, ray_address)
     data = open_store(store_path).read(group)
-    with about(store_path, group):
-        result = cluster_embeddings(data.embeddings, k, data.labels, seed=seed)
+    with about(store_path, group), ray_session(ray_address) if engine == "ray" else contextlib.nullcontext():
+        result = cluster_embeddings(data.embeddings, k, data.labels, seed=seed, engine=engine)
     return replace(result, model=model_label(data.attrs, Path(store_path).stem))
 
 
@@ -137,14 +157,18 @@ def draw_clusters(
     map_method: str = "tsne",
     max_points: int = 10_000,
     seed: int = 0,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> tuple[list[tuple[str, ClusterResult]], Path]:
     """Cluster `group` of each store and draw its 2-D map coloured by cluster beside one coloured by class.
 
-    Returns [(store name, ClusterResult)] and the figure's path; one figure row per store.
+    Returns [(store name, ClusterResult)] and the figure's path; one figure row per store. `engine`: as in
+    `cluster_embeddings`.
     """
+    check_engine(engine, ray_address)
     results, panels, class_names = [], [], ()
     for path in stores:
-        result = cluster_store(path, group, k, seed=seed)
+        result = cluster_store(path, group, k, seed=seed, engine=engine, ray_address=ray_address)
         group_map = map_store(path, group, map_method, max_points=max_points, seed=seed)
         clusters = result.assignments[group_map.rows]
         panels.append(

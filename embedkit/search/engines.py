@@ -25,7 +25,7 @@ import numpy as np
 from embedkit._util.progress import ProgressFn
 from embedkit.device import default_threads
 from embedkit.errors import ConfigError
-from embedkit.search.arrays import knn
+from embedkit.search.arrays import check_query, knn
 
 ENGINES = ("local", "ray")
 RAY_INSTALL_HINT = "--engine ray needs Ray: pip install 'embedkit[ray]'"
@@ -149,6 +149,7 @@ def ray_knn(
 
     Returns (distances (Q, k) float32, rows (Q, k) int64), identical to `knn`'s: each block is answered by it.
     """
+    check_query(len(reference), reference.shape[1], queries, k, exclude_self=self_rows is not None)
     ray = load_ray()
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     block = max(MIN_BLOCK_ROWS, math.ceil(len(queries) / (BLOCKS_PER_CPU * cpus)))

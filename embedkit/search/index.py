@@ -268,6 +268,8 @@ def neighbors(
     check_engine(engine, ray_address)
     check_recall(recall)
     check_options(metric, "flat" if index_kind == "auto" else index_kind, farthest)
+    if engine == "ray" and index_kind not in ("flat", "auto"):
+        raise ConfigError(f"--engine ray runs exact search: use --index flat or auto, not {index_kind!r}")
     store_path, query_group = Path(store_path), query_group or group
     store = open_store(store_path)
     with store.snapshot():
@@ -293,12 +295,10 @@ def neighbors(
         exclude_self=self_rows is not None,
         where=f"group '{group}' of {store_path}",
     )
-    if index_kind == "auto":
-        index_kind = auto_kind(len(ref.ids), farthest)
+    if index_kind == "auto":  # on Ray the search is exact whatever the size: that is what the tasks are for
+        index_kind = "flat" if engine == "ray" else auto_kind(len(ref.ids), farthest)
     estimate = None
     if engine == "ray":
-        if index_kind != "flat":
-            raise ConfigError(f"--engine ray runs exact search: use --index flat (or auto), not {index_kind!r}")
         with ray_session(ray_address):
             distances, rows = ray_knn(
                 ref.embeddings,
