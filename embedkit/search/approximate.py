@@ -67,11 +67,14 @@ def tune_and_estimate(
     if len(measure_rows) == 0:  # a single query: measure on it
         measure_rows = tune_rows
 
+    exact: dict[int, np.ndarray] = {}  # per sample, computed once however many nprobe values are tried
+
     def recall_of(rows: np.ndarray, nprobe: int | None) -> float:
         own = None if self_rows is None else self_rows[rows]
-        _, exact = knn(reference, queries[rows], k, metric=metric, self_rows=own)
+        if id(rows) not in exact:
+            exact[id(rows)] = knn(reference, queries[rows], k, metric=metric, self_rows=own)[1]
         _, found = search_index(index, kind, reference, queries[rows], k, metric=metric, self_rows=own, nprobe=nprobe)
-        return float(np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(exact, found)]))
+        return float(np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(exact[id(rows)], found)]))
 
     nprobe = None
     if kind == "ivf":
