@@ -65,3 +65,33 @@ def test_readme_results_table_is_the_committed_results_file():
         ]
         row = f"| {model['label']} | " + " | ".join(cells) + " |"
         assert row in readme, row
+
+
+def test_readme_preset_table_is_the_committed_preset_runs():
+    """Every preset run committed under docs/results/ is a row of the README's preset table, numbers as in its file."""
+    import json
+
+    readme = (REPO / "README.md").read_text()
+    runs = sorted((REPO / "docs/results").glob("preset-*.json"))
+    for path in runs:
+        run = json.loads(path.read_text())
+        for key in (
+            "preset",
+            "seed",
+            "encoder",
+            "epochs",
+            "train_seconds",
+            "linear_probe",
+            "knn_accuracy",
+            "machine",
+            "commit",
+            "config",
+            "epoch_losses",
+        ):
+            assert key in run, (path.name, key)
+        row = (
+            f"| `{run['preset']}` | {run['seed']} | {run['epochs']} | {run['train_seconds'] / 60:.1f} min | "
+            f"{100 * run['linear_probe']:.1f}% | {100 * run['knn_accuracy']:.1f}% | "
+            f"[{path.name}](docs/results/{path.name}) |"
+        )
+        assert row in readme, row
