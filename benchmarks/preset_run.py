@@ -23,6 +23,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from embedkit.device import cpu_bf16_native  # noqa: E402 - after the repository is on the path
+
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
@@ -39,16 +43,6 @@ def machine() -> dict:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"cpu": model, "cores": cores, "flags": [f for f in SPEED_FLAGS if f in flags], "gpu": None}
-
-
-def bf16_native_cpu() -> bool:
-    """Whether training on this CPU ran in bf16 autocast (embedkit.device.bf16_native)."""
-    sys.path.insert(0, str(ROOT))
-    import torch
-
-    from embedkit.device import bf16_native
-
-    return bf16_native(torch.device("cpu"))
 
 
 def commit() -> str:
@@ -136,7 +130,7 @@ def main() -> None:
         "commands": ["embedkit " + " ".join(train_cmd), "embedkit " + " ".join(encode_cmd), "embedkit probe"],
         "model": probe.get("model"),
         "machine": machine(),
-        "bf16_autocast": bool(config["amp"]) and bf16_native_cpu(),
+        "bf16_autocast": bool(config["amp"]) and cpu_bf16_native(),
         "commit": commit(),
         "date": today,
         "config": config,

@@ -67,19 +67,20 @@ def tune_and_estimate(
     if len(measure_rows) == 0:  # a single query: measure on it
         measure_rows = tune_rows
 
-    exact: dict[int, np.ndarray] = {}  # per sample, computed once however many nprobe values are tried
-
-    def recall_of(rows: np.ndarray, nprobe: int | None) -> float:
+    def with_exact(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """(rows, their own reference rows, their exact neighbours): exact once per sample, whatever nprobe is tried."""
         own = None if self_rows is None else self_rows[rows]
-        if id(rows) not in exact:
-            exact[id(rows)] = knn(reference, queries[rows], k, metric=metric, self_rows=own)[1]
+        return rows, own, knn(reference, queries[rows], k, metric=metric, self_rows=own)[1]
+
+    def recall_of(sample: tuple, nprobe: int | None) -> float:
+        rows, own, exact = sample
         _, found = search_index(index, kind, reference, queries[rows], k, metric=metric, self_rows=own, nprobe=nprobe)
-        return float(np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(exact[id(rows)], found)]))
+        return float(np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(exact, found)]))
 
     nprobe = None
     if kind == "ivf":
-        nprobe = 1
-        while nprobe < index.nlist and recall_of(tune_rows, nprobe) < target:
+        tune, nprobe = with_exact(tune_rows), 1
+        while nprobe < index.nlist and recall_of(tune, nprobe) < target:
             nprobe = min(2 * nprobe, index.nlist)
         index.nprobe = nprobe
-    return RecallEstimate(len(measure_rows), k, round(recall_of(measure_rows, nprobe), 4), nprobe, target)
+    return RecallEstimate(len(measure_rows), k, round(recall_of(with_exact(measure_rows), nprobe), 4), nprobe, target)
