@@ -53,19 +53,27 @@ ResumeOption = Annotated[
 ]
 
 
-def _load_split(dataset: str, split: str, data_root: Path | None, download: bool = False):
+def _load_split(
+    dataset: str, split: str, data_root: Path | None, download: bool = False, sample: int | None = None, seed: int = 0
+):
+    """One split, or only the `sample` images a run trains on (decoding no others when the split is not cached)."""
     from embedkit.data.sources import load_images
 
-    with progress_bar(f"loading {dataset} {split}", "items", keep=True) as on_progress:
-        return load_images(dataset, split, data_root, download=download, on_progress=on_progress)
+    what = f"loading {dataset} {split}" + (f" ({sample:,}-image sample)" if sample is not None else "")
+    with progress_bar(what, "items", keep=True) as on_progress:
+        return load_images(
+            dataset, split, data_root, download=download, on_progress=on_progress, sample=sample, seed=seed
+        )
 
 
-def _test_split(dataset: str, data_root: Path | None, download: bool = False):
-    """The test split whose losses are logged, or None (with the library's reason as a warning)."""
+def _test_split(dataset: str, data_root: Path | None, download: bool, sample: int, seed: int):
+    """The test images whose losses are logged, or None (with the library's reason as a warning)."""
     from embedkit.training.loop import load_test_split
 
-    with progress_bar(f"loading {dataset} test", "items", keep=True) as on_progress:
-        test_set, why_not = load_test_split(dataset, data_root, download=download, on_progress=on_progress)
+    with progress_bar(f"loading {dataset} test ({sample:,}-image sample)", "items", keep=True) as on_progress:
+        test_set, why_not = load_test_split(
+            dataset, data_root, download=download, on_progress=on_progress, sample=sample, seed=seed
+        )
     if test_set is None:
         warn(f"no test losses will be logged ({why_not})")
     return test_set
@@ -185,8 +193,14 @@ def train_command(
         config = make_config(preset, **options)
         folder = ws.run_dir(run_dir, resume=False, preset=config.preset)
     _warn_if_fp32_cpu(config, device)
-    train_set = _load_split(config.dataset, "train", data_root, download)
-    test_set = _test_split(config.dataset, data_root, download) if config.test_images else None
+    # Plain VICReg decodes only the images it trains on; neighbour positives may be any image of the split.
+    sample = config.subset if config.positives is None else None
+    train_set = _load_split(config.dataset, "train", data_root, download, sample, config.seed)
+    test_set = (
+        _test_split(config.dataset, data_root, download, config.test_images, config.seed)
+        if config.test_images
+        else None
+    )
     err_console.print(f"run folder: {folder}", highlight=False)
     try:
         with progress_bar("training", "img", per_step=config.batch_size, keep=True) as bar:

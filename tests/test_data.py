@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from embedkit._util.sampling import seeded_rows
 from embedkit.data import images as imagefiles
 from embedkit.data import sources as data
 from embedkit.data.sources import (
@@ -147,6 +148,41 @@ def test_cache_hit_skips_decoding_and_a_changed_file_invalidates_it(tmp_path, rn
     np.testing.assert_array_equal(third.images[3], new_pixels)
     cache_files = sorted(p.name for p in (tmp_path / "cache").iterdir())
     assert len(cache_files) == 2, cache_files  # one .npy + one .labels.npz; the stale entry was removed
+
+
+BIG_LAYOUT = {
+    "train": {cls: [f"{i}.png" for i in range(9)] for cls in ("cat", "dog", "emu", "fox")},
+    "test": {cls: [f"{i}.png" for i in range(5)] for cls in ("cat", "dog")},
+}
+
+
+@pytest.mark.parametrize("kind", ["folder", "archive"])
+def test_a_sample_decodes_only_its_rows_on_a_cold_cache(tmp_path, rng, kind):
+    expected = make_tree(tmp_path / "pets", rng, BIG_LAYOUT)
+    path = tmp_path / "pets" if kind == "folder" else make_targz(tmp_path / "pets", tmp_path / "pets.tar.gz")
+    progress = []
+    sample = load_images(str(path), "train", sample=7, seed=3, on_progress=lambda *args: progress.append(args))
+    assert progress[-1] == (7, 7)  # 7 of the 36 train images decoded, no test image
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())  # a sample is never cached
+    rows = seeded_rows(36, 7, 3)
+    images, classes = expected["train"]
+    check_split(sample, (images[rows], [classes[r] for r in rows]), sample.class_names)
+    assert sample.class_names == ("cat", "dog", "emu", "fox")  # the whole tree's classes, not the sample's
+
+    full = load_images(str(path), "train")  # decodes and caches the split
+    for seed in (3, 4):
+        warm = load_images(str(path), "train", sample=7, seed=seed)  # served from the cache
+        np.testing.assert_array_equal(warm.images, full.images[seeded_rows(36, 7, seed)])
+        np.testing.assert_array_equal(warm.labels, full.labels[seeded_rows(36, 7, seed)])
+    np.testing.assert_array_equal(load_images(str(path), "train", sample=99).images, full.images)
+
+
+def test_a_sample_of_a_split_that_needs_no_decoding_is_the_same_rows(tmp_path, rng):
+    images, labels = write_mnist(tmp_path / "mnist-test", rng, n=30)
+    sample = load_images("mnist", "test", tmp_path, sample=11, seed=5)
+    rows = seeded_rows(30, 11, 5)
+    np.testing.assert_array_equal(sample.images[..., 0], images[rows])
+    np.testing.assert_array_equal(sample.labels, labels[rows])
 
 
 def test_loading_never_writes_to_the_data_root(tmp_path, rng):

@@ -376,3 +376,35 @@ def test_bf16_autocast_only_where_the_cpu_has_native_bf16(monkeypatch):
         with _autocast(make_config("cpu", amp=False), cpu):
             assert not torch.is_autocast_enabled("cpu")
     assert device_module.bf16_native(torch.device("cuda")) and not device_module.bf16_native(torch.device("mps"))
+
+
+def test_train_subset_decodes_only_its_sample_and_trains_as_on_the_whole_split(
+    tmp_path, rng, monkeypatch, runner, cli_app
+):
+    """`train --subset N` on a cold cache decodes the N train images and the test sample, not the whole split, and
+    trains on exactly the rows a whole-split load would have chosen."""
+    from reliability_world import image_folder
+
+    from embedkit.data import images as imagefiles
+    from embedkit.data.sources import load_images
+    from embedkit.training.loop import load_test_split
+
+    monkeypatch.setenv("EMBEDKIT_CACHE", str(tmp_path / "cache"))
+    folder = image_folder(tmp_path / "pets", rng, n_train=10, n_test=3)  # 20 train, 6 test images
+    decoded = []
+    decode_blobs = imagefiles.decode_blobs
+    monkeypatch.setattr(
+        imagefiles, "decode_blobs", lambda blobs, names: decoded.extend(names) or decode_blobs(blobs, names)
+    )
+    args = ["train", "--dataset", str(folder), "--subset", "8", "--epochs", "1", "--batch-size", "4", "--seed", "2"]
+    result = runner.invoke(cli_app, [*args, "--encoder", "small", "--device", "cpu", "--run-dir", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    assert len(decoded) == 8 + 6 and sum("/train/" in name for name in decoded) == 8
+
+    config = TrainConfig.from_dict(json.loads((tmp_path / "a" / "config.json").read_text()))
+    monkeypatch.setattr(imagefiles, "decode_blobs", decode_blobs)
+    train(config, tmp_path / "b", load_images(str(folder), "train"), load_test_split(str(folder))[0], device="cpu")
+    sampled, whole = read_log(tmp_path / "a" / "log.jsonl"), read_log(tmp_path / "b" / "log.jsonl")
+    assert [r["split"] for r in sampled] == [r["split"] for r in whole] == ["train", "train", "test"]
+    for a, b in zip(sampled, whole):
+        assert a["total"] == pytest.approx(b["total"], rel=1e-4), (a, b)

@@ -297,13 +297,13 @@ def test_an_archive_replaced_between_the_two_passes_is_named(tmp_path, rng, monk
     pixels = png_bytes(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
     path = tmp_path / "pets.tar.gz"
     path.write_bytes(gzip.compress(tar_bytes([("train/a/0.png", pixels), ("train/a/1.png", pixels)])))
-    listing = archives._archive_listing
+    listing = archives.list_archive
 
     def list_then_replace(archive):
         result = listing(archive)
         archive.write_bytes(gzip.compress(tar_bytes([("train/a/0.png", pixels)])))
         return result
 
-    monkeypatch.setattr(archives, "_archive_listing", list_then_replace)
+    monkeypatch.setattr(archives, "list_archive", list_then_replace)
     with pytest.raises(DataError, match=r"pets.tar.gz: changed while it was read \(train/a/1.png vanished\)"):
         load_images(str(path), "train")

@@ -11,7 +11,7 @@ import gzip
 import io
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,16 @@ _MAX_DEPTH = 4  # top folder / split / class / file
 _MAX_LINK_HOPS = 40  # as Linux's symlink limit
 
 
+@dataclass(frozen=True)
+class ArchiveListing:
+    """A .tar.gz's image tree from its headers: the top folder, split -> entries, and each image path -> the regular
+    member holding its bytes (links resolved)."""
+
+    top: str
+    tree: dict[str, list[Entry]]
+    holder: dict[str, str]
+
+
 def read_archive_tree(path: Path, on_progress: ProgressFn | None = None) -> dict[str, tuple[list[Entry], np.ndarray]]:
     """Decode every split of a .tar.gz tree without extracting: split -> (entries, (N,H,W,3) uint8).
 
@@ -41,8 +51,18 @@ def read_archive_tree(path: Path, on_progress: ProgressFn | None = None) -> dict
     members that images resolve to, a chunk at a time) keep memory to the decoded pixels plus one chunk of files.
     Progress counts the images decoded, over all splits.
     """
-    top, tree, holder = _archive_listing(path)
-    needed = set(holder.values())
+    listing = list_archive(path)
+    images = decode_archive_entries(path, listing, listing.tree, on_progress)
+    return {split: (entries, images[split]) for split, entries in listing.tree.items()}
+
+
+def decode_archive_entries(
+    path: Path, listing: ArchiveListing, wanted: dict[str, list[Entry]], on_progress: ProgressFn | None = None
+) -> dict[str, np.ndarray]:
+    """Decode only the `wanted` entries of a listed archive (one streaming pass): split -> (N,H,W,3) uint8 in the
+    entries' order. Members no wanted image resolves to are skipped unread; progress counts images decoded."""
+    names = {split: [listing.top + rel for _, _, rel in entries] for split, entries in wanted.items()}
+    needed = {listing.holder[name] for split_names in names.values() for name in split_names}
     items = (
         (member.name, body, f"{path}:{member.name}")
         for member, body in _archive_members(path, lambda m: m.kind == "file" and m.name in needed)
@@ -51,21 +71,21 @@ def read_archive_tree(path: Path, on_progress: ProgressFn | None = None) -> dict
     decoded = decode_all(items, len(needed), on_progress)
     if needed - decoded.keys():  # the second pass read another archive than the first
         raise DataError(f"{path}: changed while it was read ({shown(min(needed - decoded.keys()))} vanished)")
-    splits = {}
-    for split, entries in tree.items():
-        names = [top + rel for _, _, rel in entries]
-        images = [decoded[holder[name]] for name in names]
-        splits[split] = (entries, stack_images(images, [f"{path}:{name}" for name in names]))
-    return splits
+    return {
+        split: stack_images(
+            [decoded[listing.holder[name]] for name in in_split], [f"{path}:{name}" for name in in_split]
+        )
+        for split, in_split in names.items()
+    }
 
 
 def list_archive_tree(path: Path) -> dict[str, list[Entry]]:
     """The image tree of a .tar.gz from its member headers only (nothing decoded, bodies skipped)."""
-    return _archive_listing(path)[1]
+    return list_archive(path).tree
 
 
-def _archive_listing(path: Path) -> tuple[str, dict[str, list[Entry]], dict[str, str]]:
-    """(top folder, image tree, image path -> the regular member holding its bytes) from one pass over headers."""
+def list_archive(path: Path) -> ArchiveListing:
+    """One pass over the member headers (bodies skipped): the tree and where each image's bytes are."""
     members = {}
     for member, _ in _archive_members(path):
         if member.kind == "file" and is_image_path(member.name):  # refused before its body is even skipped
@@ -76,7 +96,7 @@ def _archive_listing(path: Path) -> tuple[str, dict[str, list[Entry]], dict[str,
     tree = split_tree((name[len(top) :] for name in holder), str(path))
     for name in holder.values():
         check_file_size(members[name].size, f"{path}:{name}")
-    return top, tree, holder
+    return ArchiveListing(top, tree, holder)
 
 
 def _archive_members(path: Path, keep=lambda member: False) -> Iterator[tuple[Member, bytes | None]]:

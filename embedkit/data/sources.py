@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from embedkit._util.progress import ProgressFn
+from embedkit._util.sampling import seeded_rows
 from embedkit.data import archives, cifar_batches
 from embedkit.data import images as imagefiles
 from embedkit.data.cache import cache_stem, read_cache, read_cached_labels, write_cache
@@ -75,14 +76,18 @@ def load_images(
     *,
     download: bool = False,
     on_progress: ProgressFn | None = None,
+    sample: int | None = None,
+    seed: int = 0,
 ) -> ImageSet:
     """Load one split as uint8 arrays, decoding image files once and caching them (see the module docstring).
 
+    `sample`: only that many images, the rows `seeded_rows(n, sample, seed)` in split order (what `train --subset`
+    trains on); when the split is not cached yet, only those images are decoded, and nothing is cached.
     `on_progress(done, total)` counts images decoded (for a .tar.gz, whose one pass decodes and caches every split,
     the images of all its splits). Raises DataError, in one line, for an unknown or missing dataset or bad files.
     """
     if dataset not in KNOWN_DATASETS:
-        return _load(_path_source(dataset), split, on_progress)
+        return _load(_path_source(dataset), split, on_progress, sample, seed)
     if split not in KNOWN_DATASETS[dataset]:
         raise DataError(f"{dataset} has no split {split!r} (splits: {', '.join(KNOWN_DATASETS[dataset])})")
     root = resolve_data_root(data_root)
@@ -92,7 +97,7 @@ def load_images(
         source = find_source(dataset, split, root)
     if source is None:
         raise DataError(_missing_message(dataset, split, root))
-    return _load(source, split, on_progress)
+    return _load(source, split, on_progress, sample, seed)
 
 
 def find_source(dataset: str, split: str, root: Path) -> Source | None:
@@ -190,14 +195,54 @@ def _download(dataset: str, split: str, root: Path) -> None:
         raise DataError(f"could not download {dataset} into {root}: {exc}") from None
 
 
-def _load(source: Source, split: str, on_progress: ProgressFn | None) -> ImageSet:
+def _load(source: Source, split: str, on_progress: ProgressFn | None, sample: int | None, seed: int) -> ImageSet:
+    if sample is not None and source.kind in ("folder", "archive"):
+        return _load_sample(source, split, on_progress, sample, seed)
     loaders = {
         "torchvision": _load_torchvision_cifar10,
         "idx": _load_idx,
         "folder": _load_folder,
         "archive": _load_archive,
     }
-    return loaders[source.kind](source, split, on_progress)
+    image_set = loaders[source.kind](source, split, on_progress)
+    return image_set if sample is None else _take(image_set, seeded_rows(len(image_set.labels), sample, seed))
+
+
+def _take(image_set: ImageSet, rows: np.ndarray) -> ImageSet:
+    return replace(image_set, images=image_set.images[rows], labels=image_set.labels[rows])
+
+
+def _load_sample(source: Source, split: str, on_progress: ProgressFn | None, sample: int, seed: int) -> ImageSet:
+    """The sampled rows of an image tree's split: from the cache when it has the split, else decoding only them."""
+    if source.kind == "archive":
+        cached = _cached_sample(source, split, _archive_state(source.path), sample, seed)
+        if cached is not None:
+            return cached
+        listing = archives.list_archive(source.path)
+        tree = _known_splits(source, listing.tree)
+    else:
+        tree = _known_splits(source, imagefiles.list_folder_tree(source.path))
+    entries = _split_entries(source, tree, split)
+    class_names = imagefiles.class_names_of(tree)
+    if source.kind == "folder":
+        cached = _cached_sample(source, split, _folder_state(source.path, entries, class_names), sample, seed)
+        if cached is not None:
+            return cached
+    chosen = [entries[row] for row in seeded_rows(len(entries), sample, seed)]
+    if source.kind == "archive":
+        images = archives.decode_archive_entries(source.path, listing, {split: chosen}, on_progress)[split]
+    else:
+        images = imagefiles.decode_folder_split(source.path, chosen, on_progress)
+    return ImageSet(source.name, split, images, _labels(chosen, class_names), class_names, str(source.path))
+
+
+def _cached_sample(source: Source, split: str, state: str, sample: int, seed: int) -> ImageSet | None:
+    cached = read_cache(cache_stem(source.name, split, source.path, state))
+    if cached is None:
+        return None
+    return _take(
+        ImageSet(source.name, split, *cached, source=str(source.path)), seeded_rows(len(cached[1]), sample, seed)
+    )
 
 
 def _load_torchvision_cifar10(source: Source, split: str, on_progress: ProgressFn | None = None) -> ImageSet:

@@ -267,12 +267,21 @@ class _Loop:
 
 
 def load_test_split(
-    dataset: str, data_root: Path | None = None, *, download: bool = False, on_progress: ProgressFn | None = None
+    dataset: str,
+    data_root: Path | None = None,
+    *,
+    download: bool = False,
+    on_progress: ProgressFn | None = None,
+    sample: int | None = None,
+    seed: int = 0,
 ) -> tuple[ImageSet | None, str | None]:
     """The test split whose losses a run logs, or (None, why) when an image folder has none or a single image
-    (one image has no loss variance): such a run trains without test losses. A known dataset must have it."""
+    (one image has no loss variance): such a run trains without test losses. A known dataset must have it.
+    `sample`, `seed`: only the `config.test_images` images `train` draws with `config.seed` (see `load_images`)."""
     try:
-        test_set = load_images(dataset, "test", data_root, download=download, on_progress=on_progress)
+        test_set = load_images(
+            dataset, "test", data_root, download=download, on_progress=on_progress, sample=sample, seed=seed
+        )
     except DataError as exc:
         if dataset in KNOWN_DATASETS:
             raise
