@@ -144,9 +144,15 @@ def plot_map(
     from embedkit.eval.maps import draw_maps
 
     figure_path = _figure_path(out, workspace, "map", f"map-{_slug(group)}-{method}.png")
-    with _status(f"{method} map of {group}", json_out):
+    with progress_bar(f"{method} map of {group}", "steps") as on_progress:
         maps, figure = draw_maps(
-            _stores(stores, workspace), group, method, figure_path, max_points=max_points, seed=seed
+            _stores(stores, workspace),
+            group,
+            method,
+            figure_path,
+            max_points=max_points,
+            seed=seed,
+            on_progress=on_progress,
         )
     if json_out:
         print_json(
@@ -335,7 +341,7 @@ def cluster(
 
     paths = _stores(stores, workspace)
     out_path = _figure_path(out, workspace, "cluster", f"clusters-{_slug(group)}-k{k}.png")
-    with _status(f"k-means and {map_method} maps of {group}", json_out):
+    with progress_bar(f"k-means and {map_method} maps of {group}", "steps") as on_progress:
         clustered, figure = draw_clusters(
             paths,
             group,
@@ -346,6 +352,7 @@ def cluster(
             seed=seed,
             engine=engine,
             ray_address=ray_address,
+            on_progress=on_progress,
         )
     results = [{"name": name, "store": str(path), **result.to_dict()} for (name, result), path in zip(clustered, paths)]
     if json_out:

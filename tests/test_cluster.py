@@ -79,3 +79,29 @@ def test_cluster_store_reads_the_group(tmp_path, rng):
     x, labels = _blobs(rng, 30, 3, 4, spread=30.0)
     open_store(tmp_path / "s.h5", create=True).write_group("blobs/test", x, labels)
     assert cluster_store(tmp_path / "s.h5", "blobs/test", 3).ari == 1.0
+
+
+def test_cluster_progress_counts_kmeans_then_tsne_iterations_and_changes_nothing(tmp_path, rng):
+    """`cluster --map tsne` shows a bar with an ETA: one step for k-means, then t-SNE's iterations, per store; the
+    map drawn while reporting is the map drawn without."""
+    from embedkit.eval.cluster import draw_clusters
+    from embedkit.eval.maps import TSNE_MAX_ITER, project_2d
+    from embedkit.store.store import open_store
+
+    x, labels = _blobs(rng, 40, 3, 8, spread=5.0)
+    stores = [tmp_path / "a.h5", tmp_path / "b.h5"]
+    for path in stores:
+        open_store(path, create=True).write_group("blobs/test", x, labels)
+    calls = []
+    draw_clusters(
+        stores, "blobs/test", 3, tmp_path / "f.png", map_method="tsne", on_progress=lambda *c: calls.append(c)
+    )
+    per_store = 1 + TSNE_MAX_ITER
+    assert {total for _, total in calls} == {2 * per_store}
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and done[0] == 0 and done[-1] == 2 * per_store
+    assert {1, 51, per_store, per_store + 1, per_store + 51} <= set(done)  # k-means, then every 50 iterations
+    iterations = []
+    with_progress = project_2d(x, "tsne", on_progress=lambda d, t: iterations.append((d, t)))
+    np.testing.assert_array_equal(with_progress, project_2d(x, "tsne"))
+    assert iterations[0] == (50, TSNE_MAX_ITER) and iterations[-1] == (TSNE_MAX_ITER, TSNE_MAX_ITER)

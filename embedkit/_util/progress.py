@@ -7,3 +7,10 @@ from collections.abc import Callable
 
 ProgressFn = Callable[[int, int], None]
 """Called as `on_progress(done, total)` after each unit of work (images, rows, steps): both counts, not a ratio."""
+
+
+def offset_progress(on_progress: ProgressFn | None, start: int, total: int) -> ProgressFn | None:
+    """A part's `on_progress(done, part_total)` reported as `start + done` of the whole's `total`."""
+    if on_progress is None:
+        return None
+    return lambda done, _part_total: on_progress(start + done, total)

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from embedkit._util.progress import ProgressFn, offset_progress
 from embedkit._util.sampling import seeded_rows
 from embedkit.errors import ConfigError, about
 from embedkit.eval.kmeans import lloyd, seeded_init
-from embedkit.eval.maps import map_store
+from embedkit.eval.maps import map_steps, map_store
 from embedkit.eval.plots import plot_clusters
 from embedkit.provenance import model_label
 from embedkit.search.engines import check_engine, ray_session
@@ -159,17 +160,26 @@ def draw_clusters(
     seed: int = 0,
     engine: str = "local",
     ray_address: str | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> tuple[list[tuple[str, ClusterResult]], Path]:
     """Cluster `group` of each store and draw its 2-D map coloured by cluster beside one coloured by class.
 
     Returns [(store name, ClusterResult)] and the figure's path; one figure row per store. `engine`: as in
-    `cluster_embeddings`.
+    `cluster_embeddings`. `on_progress(done, total)` counts, per store, one step for k-means and the scores, then
+    the map's steps (`map_steps`: t-SNE's iterations).
     """
     check_engine(engine, ray_address)
     results, panels, class_names = [], [], ()
-    for path in stores:
+    per_store = 1 + map_steps(map_method)
+    total = len(stores) * per_store
+    report = on_progress or (lambda done, total: None)
+    for i, path in enumerate(stores):
+        report(i * per_store, total)
         result = cluster_store(path, group, k, seed=seed, engine=engine, ray_address=ray_address)
-        group_map = map_store(path, group, map_method, max_points=max_points, seed=seed)
+        report(i * per_store + 1, total)
+        part = offset_progress(on_progress, i * per_store + 1, total)
+        group_map = map_store(path, group, map_method, max_points=max_points, seed=seed, on_progress=part)
+        report((i + 1) * per_store, total)
         clusters = result.assignments[group_map.rows]
         panels.append(
             (group_map.name, group_map.xy, clusters, group_map.labels, centroids_2d(group_map.xy, clusters, k))

@@ -6,11 +6,15 @@ search), starts from the PCA layout, and maps at most `MAP_MAX_POINTS` rows (a s
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from embedkit._util.progress import ProgressFn, offset_progress
 from embedkit._util.sampling import seeded_rows
 from embedkit.device import default_threads
 from embedkit.errors import ConfigError, about
@@ -22,12 +26,22 @@ MAP_MAX_POINTS = 10_000
 TSNE_PCA_DIMS = 50
 TSNE_PERPLEXITY = 30.0
 TSNE_MAX_ITER = 500  # 250 exaggerated + 250 plain; 10,000 points take ~80 s of CPU (1000 take ~160 s)
+_TSNE_ITERATION = re.compile(r"\[t-SNE\] Iteration (\d+)")
 
 
 def project_2d(
-    x: np.ndarray, method: str = "pca", *, seed: int = 0, n_jobs: int | None = None, tsne_max_iter: int = TSNE_MAX_ITER
+    x: np.ndarray,
+    method: str = "pca",
+    *,
+    seed: int = 0,
+    n_jobs: int | None = None,
+    tsne_max_iter: int = TSNE_MAX_ITER,
+    on_progress: ProgressFn | None = None,
 ) -> np.ndarray:
-    """Project `x` (N, D) to (N, 2) float32 with PCA or t-SNE (PCA to 50 dims, PCA init, seeded)."""
+    """Project `x` (N, D) to (N, 2) float32 with PCA or t-SNE (PCA to 50 dims, PCA init, seeded).
+
+    `on_progress(iterations, tsne_max_iter)` follows t-SNE's gradient steps (every 50); a PCA map reports nothing.
+    """
     from sklearn.decomposition import PCA
 
     x = np.asarray(x, dtype=np.float32)
@@ -41,10 +55,15 @@ def project_2d(
         return np.hstack([x, np.zeros_like(x)]).astype(np.float32)
     if method == "pca":
         return PCA(n_components=2, random_state=seed).fit_transform(x).astype(np.float32)
-    return _tsne(x, seed, n_jobs, tsne_max_iter)
+    return _tsne(x, seed, n_jobs, tsne_max_iter, on_progress)
 
 
-def _tsne(x: np.ndarray, seed: int, n_jobs: int | None, max_iter: int) -> np.ndarray:
+def map_steps(method: str) -> int:
+    """How many steps `project_2d` reports for a method: t-SNE's iterations; a PCA map counts as one."""
+    return TSNE_MAX_ITER if method == "tsne" else 1
+
+
+def _tsne(x: np.ndarray, seed: int, n_jobs: int | None, max_iter: int, on_progress: ProgressFn | None) -> np.ndarray:
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
@@ -59,8 +78,31 @@ def _tsne(x: np.ndarray, seed: int, n_jobs: int | None, max_iter: int) -> np.nda
         max_iter=max_iter,
         random_state=seed,
         n_jobs=n_jobs or default_threads(),
+        verbose=2 if on_progress is not None else 0,  # its only report of the iterations done: a printed line
     )
-    return tsne.fit_transform(reduced).astype(np.float32)
+    if on_progress is None:
+        return tsne.fit_transform(reduced).astype(np.float32)
+    with contextlib.redirect_stdout(_IterationLines(on_progress, max_iter)):
+        xy = tsne.fit_transform(reduced).astype(np.float32)
+    on_progress(max_iter, max_iter)  # t-SNE may stop early, when it stops improving
+    return xy
+
+
+class _IterationLines(io.TextIOBase):
+    """Stands in for stdout while sklearn's verbose t-SNE runs: its `Iteration N` lines become on_progress calls,
+    everything else it prints is dropped."""
+
+    def __init__(self, on_progress: ProgressFn, max_iter: int) -> None:
+        super().__init__()
+        self.on_progress, self.max_iter = on_progress, max_iter
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        for match in _TSNE_ITERATION.finditer(text):
+            self.on_progress(min(int(match[1]), self.max_iter), self.max_iter)
+        return len(text)
 
 
 @dataclass(frozen=True)
@@ -85,16 +127,23 @@ class GroupMap:
 
 
 def map_store(
-    store_path: Path | str, group: str, method: str = "pca", *, max_points: int = MAP_MAX_POINTS, seed: int = 0
+    store_path: Path | str,
+    group: str,
+    method: str = "pca",
+    *,
+    max_points: int = MAP_MAX_POINTS,
+    seed: int = 0,
+    on_progress: ProgressFn | None = None,
 ) -> GroupMap:
-    """Map a store group to 2-D (at most `max_points` rows, seeded sample). Named after the store's file stem."""
+    """Map a store group to 2-D (at most `max_points` rows, seeded sample). Named after the store's file stem.
+    `on_progress`: as in `project_2d`."""
     if max_points < 1:
         raise ConfigError(f"max_points={max_points}: map at least 1 row")
 
     data = open_store(store_path).read(group)
     rows = seeded_rows(len(data.ids), max_points, seed)
     with about(store_path, group):
-        xy = project_2d(data.embeddings[rows], method, seed=seed)
+        xy = project_2d(data.embeddings[rows], method, seed=seed, on_progress=on_progress)
     return GroupMap(
         name=Path(store_path).stem,
         group=group,
@@ -108,10 +157,25 @@ def map_store(
 
 
 def draw_maps(
-    stores: list[Path], group: str, method: str, out_path: Path, *, max_points: int = MAP_MAX_POINTS, seed: int = 0
+    stores: list[Path],
+    group: str,
+    method: str,
+    out_path: Path,
+    *,
+    max_points: int = MAP_MAX_POINTS,
+    seed: int = 0,
+    on_progress: ProgressFn | None = None,
 ) -> tuple[list[GroupMap], Path]:
-    """Map `group` of each store and draw the maps side by side, coloured by class: (maps, figure path)."""
-    maps = [map_store(path, group, method, max_points=max_points, seed=seed) for path in stores]
+    """Map `group` of each store and draw the maps side by side, coloured by class: (maps, figure path).
+    `on_progress(done, total)` counts `map_steps(method)` per store."""
+    steps, maps = map_steps(method), []
+    total = len(stores) * steps
+    report = on_progress or (lambda done, total: None)
+    for i, path in enumerate(stores):
+        report(i * steps, total)
+        part = offset_progress(on_progress, i * steps, total)
+        maps.append(map_store(path, group, method, max_points=max_points, seed=seed, on_progress=part))
+        report((i + 1) * steps, total)
     class_names = next((m.class_names for m in maps if m.class_names), ())
     figure = plot_maps(
         [(m.name, m.xy, m.labels) for m in maps],
