@@ -2,8 +2,10 @@
 
 >>> from embedkit.data import load_images
 >>> images = load_images("cifar10", "test")        # doctest: +SKIP
->>> images.pixels.shape, images.class_names[:2]   # doctest: +SKIP
-((10000, 32, 32, 3), ['airplane', 'automobile'])
+>>> images.images.shape, images.class_names[:2]   # doctest: +SKIP
+((10000, 32, 32, 3), ('airplane', 'automobile'))
+>>> load_images("cifar10", "train", sample=5000, seed=0).images.shape   # doctest: +SKIP
+(5000, 32, 32, 3)
 """
 
 from typing import TYPE_CHECKING
