@@ -65,8 +65,8 @@ EngineOption = Annotated[
     Engine,
     typer.Option(
         "--engine",
-        help="Where the search runs: local (this process) or ray (exact search as Ray tasks; "
-        "pip install 'embedkit[ray]'). Same answer either way.",
+        help="Where the heavy work runs: local (this process) or ray (Ray tasks and actors; "
+        r"pip install 'embedkit\[ray]'). Same answer either way.",
     ),
 ]
 RayAddressOption = Annotated[

@@ -17,8 +17,10 @@ from embedkit_cli.options import (
     DeviceOption,
     DownloadOption,
     Encoder,
+    EngineOption,
     JsonOption,
     Optimizer,
+    RayAddressOption,
     Schedule,
     TrainPreset,
     WorkspaceOption,
@@ -333,12 +335,18 @@ def encode_command(
         ),
     ] = None,
     device: DeviceOption = "auto",
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
     workspace: WorkspaceOption = None,
     data_root: DataRootOption = None,
     download: DownloadOption = False,
     json_out: JsonOption = False,
 ) -> None:
-    """Encode dataset splits with a trained encoder into store groups <dataset>/<split>, with provenance."""
+    """Encode dataset splits with a trained encoder into store groups <dataset>/<split>, with provenance.
+
+    --engine ray: a pool of encoder actors (one per GPU, else per CPU) encodes blocks of images; this process
+    writes them in row order, all or nothing, as a local encode does.
+    """
     from embedkit.store.store import open_store
     from embedkit.training.encode import encode_to_store
 
@@ -358,6 +366,8 @@ def encode_command(
             overwrite=overwrite,
             subset=subset,
             download=download,
+            engine=engine,
+            ray_address=ray_address,
             on_progress=on_progress,
         )
     infos = [open_store(store_path).info(group) for group in groups]

@@ -176,6 +176,30 @@ def image_folder(root: Path, rng: np.random.Generator, n_train: int = 4, n_test:
     return root
 
 
+def small_checkpoint(run: Path) -> Path:
+    """A real checkpoint of the small encoder at 32x32 (one training step on random images): `run`/last.pt."""
+    import torch
+
+    from embedkit.training.loop import make_config, train
+
+    torch.set_num_threads(1)
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    train(make_config("cpu", epochs=1, batch_size=8, test_images=0), run, images, device="cpu")
+    return run / "last.pt"
+
+
+def write_idx_mnist(root: Path, n: int, rng: np.random.Generator) -> None:
+    """A synthetic MNIST test split in the IDX format, as `--dataset mnist` finds it under the data root."""
+    folder = root / "mnist-test"
+    folder.mkdir(parents=True)
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    header = bytes([0, 0, 8, 3]) + np.array([n, 28, 28], ">u4").tobytes()
+    (folder / "t10k-images-idx3-ubyte").write_bytes(header + images.tobytes())
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(
+        bytes([0, 0, 8, 1]) + np.array([n], ">u4").tobytes() + (np.arange(n) % 10).astype(np.uint8).tobytes()
+    )
+
+
 def _checkpoints(root: Path, rng: np.random.Generator, paths: dict[str, str]) -> dict[str, str]:
     """A real checkpoint (one training step of the small encoder) and damaged or foreign variants of it."""
     import torch

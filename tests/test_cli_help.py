@@ -105,3 +105,11 @@ def test_commands_are_listed_in_the_order_of_the_work(cli_app, runner):
     commands = ["data", "train", "encode", "info", "neighbors", "probe", "study"]
     lines = [line.strip("│ ").split(" ")[0] for line in text.splitlines()]
     assert [lines.index(name) for name in commands] == sorted(lines.index(name) for name in commands)
+
+
+def test_bracketed_text_in_help_is_shown_not_read_as_markup(cli_app, runner):
+    """Rich markup ate `[ray]` from "pip install 'embedkit[ray]'"; every heavy command shows the install line whole."""
+    texts = _all_help(cli_app, runner)
+    for command in ("encode", "neighbors", "pairs", "anomaly", "cluster"):
+        flat = " ".join(line.strip(" │") for line in texts[(command,)].splitlines())
+        assert "'embedkit[ray]'" in flat.replace(" ", ""), command

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from reliability_summary import record_interruption
-from reliability_world import image_folder
+from reliability_world import image_folder, small_checkpoint, write_idx_mnist
 
 REPO = Path(__file__).resolve().parents[1]
 SIGNALS = [pytest.param(signal.SIGKILL, id="kill-9"), pytest.param(signal.SIGINT, id="ctrl-c")]
@@ -201,35 +201,14 @@ def test_pairs_interrupted_keeps_the_old_pairs_file_and_reruns(tmp_path, rng, ol
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    """A real checkpoint of the small encoder at 32x32 (one training step on random images)."""
-    import torch
-
-    from embedkit.training.loop import make_config, train
-
-    torch.set_num_threads(1)
-    run = tmp_path_factory.mktemp("ckpt") / "run"
-    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
-    train(make_config("cpu", epochs=1, batch_size=8, test_images=0), run, images, device="cpu")
-    return run / "last.pt"
-
-
-def _write_idx_mnist(root: Path, n: int, rng: np.random.Generator) -> None:
-    """A synthetic MNIST test split in the IDX format, as `--dataset mnist` finds it under the data root."""
-    folder = root / "mnist-test"
-    folder.mkdir(parents=True)
-    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-    header = bytes([0, 0, 8, 3]) + np.array([n, 28, 28], ">u4").tobytes()
-    (folder / "t10k-images-idx3-ubyte").write_bytes(header + images.tobytes())
-    (folder / "t10k-labels-idx1-ubyte").write_bytes(
-        bytes([0, 0, 8, 1]) + np.array([n], ">u4").tobytes() + (np.arange(n) % 10).astype(np.uint8).tobytes()
-    )
+    return small_checkpoint(tmp_path_factory.mktemp("ckpt") / "run")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", SIGNALS)
 def test_encode_interrupted_keeps_the_store_and_reruns(tmp_path, rng, old_store, checkpoint, sig):
     store, old = old_store
-    _write_idx_mnist(tmp_path / "data", 800, rng)  # a few seconds of encoding here
+    write_idx_mnist(tmp_path / "data", 800, rng)  # a few seconds of encoding here
     before = _digest(store)
     args = [
         "encode",

@@ -17,7 +17,7 @@ import re
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +130,35 @@ def _check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None
         raise ConfigError(f"cannot reach Ray at {address}: {exc.strerror or exc}") from None
 
 
+def ordered_results(submit: Callable[[int], object], n: int, *, in_flight: int, force_cancel: bool = True):
+    """The results of Ray calls `submit(0)` .. `submit(n - 1)` (each returns an ObjectRef), yielded in that order.
+
+    At most `in_flight` calls are submitted and not yet yielded, so memory stays bounded when one slow call holds
+    up the order. Waits in short polls (Ctrl-C is seen at once); on an error, a Ctrl-C or an early close it
+    cancels the calls still running (`force_cancel=False` for actor calls, which Ray cannot force-cancel).
+    """
+    ray = load_ray()
+    pending: dict[object, int] = {}
+    ready: dict[int, object] = {}
+    submitted = yielded = 0
+    try:
+        while yielded < n:
+            while submitted < n and submitted - yielded < in_flight:
+                pending[submit(submitted)] = submitted
+                submitted += 1
+            if yielded in ready:
+                yield ready.pop(yielded)
+                yielded += 1
+                continue
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
+            for ref in done:
+                ready[pending.pop(ref)] = ray.get(ref)
+    finally:
+        for ref in pending:
+            with contextlib.suppress(Exception):  # a call that ended meanwhile cannot be cancelled: nothing to do
+                ray.cancel(ref, force=force_cancel)
+
+
 def _knn_block(reference, queries, k, farthest, metric, self_rows):
     """One Ray task: the exact answer for a block of queries (`embedkit.search.arrays.knn`)."""
     return knn(reference, queries, k, farthest=farthest, metric=metric, self_rows=self_rows)
@@ -156,28 +185,20 @@ def ray_knn(
     task = ray.remote(_knn_block)
     shared = ray.put(np.ascontiguousarray(reference))
     starts = list(range(0, len(queries), block))
-    pending = {
-        task.remote(
-            shared, queries[s : s + block], k, farthest, metric, None if self_rows is None else self_rows[s : s + block]
-        ): s
-        for s in starts
-    }
-    answers, done = {}, 0
+
+    def submit(i: int):
+        s = starts[i]
+        rows = None if self_rows is None else self_rows[s : s + block]
+        return task.remote(shared, queries[s : s + block], k, farthest, metric, rows)
+
+    answers, done = [], 0
     if on_progress is not None:
         on_progress(0, len(queries))
-    try:
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)  # back in Python often: Ctrl-C works
-            if not ready:
-                continue
-            start = pending.pop(ready[0])
-            answers[start] = ray.get(ready[0])
-            done += len(answers[start][0])
-            if on_progress is not None:
-                on_progress(done, len(queries))
-    finally:
-        for ref in pending:  # an error or Ctrl-C: stop what still runs
-            ray.cancel(ref, force=True)
-    distances = np.concatenate([answers[s][0] for s in starts]) if starts else np.zeros((0, k), np.float32)
-    rows = np.concatenate([answers[s][1] for s in starts]) if starts else np.zeros((0, k), np.int64)
+    for answer in ordered_results(submit, len(starts), in_flight=len(starts)):
+        answers.append(answer)
+        done += len(answer[0])
+        if on_progress is not None:
+            on_progress(done, len(queries))
+    distances = np.concatenate([a[0] for a in answers]) if answers else np.zeros((0, k), np.float32)
+    rows = np.concatenate([a[1] for a in answers]) if answers else np.zeros((0, k), np.int64)
     return distances, rows

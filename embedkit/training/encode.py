@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,10 +24,12 @@ from embedkit.data.sources import (
 )
 from embedkit.device import pick_device
 from embedkit.errors import ConfigError, StoreError
+from embedkit.search.engines import check_engine, load_ray, ordered_results, ray_session
 from embedkit.store.store import open_store
 from embedkit.training.models import file_digest, load_checkpoint
 
 DEFAULT_PREPROCESSING = {"size": 32, "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)}
+RAY_BLOCK_BATCHES = 4  # batches per Ray actor call: amortises the call's overhead, keeps every actor fed
 
 
 def encode_images(
@@ -94,6 +97,73 @@ def iter_embeddings(
                 on_progress(done_before + min(start + batch_size, len(images)), total)
 
 
+def ray_embeddings(
+    encoder: torch.nn.Module,
+    images: np.ndarray,
+    *,
+    batch_size: int = 512,
+    device: str = "auto",
+    on_progress: ProgressFn | None = None,
+    done_before: int = 0,
+    total: int | None = None,
+) -> Iterator[np.ndarray]:
+    """Like `iter_embeddings`, on a pool of Ray actors in an open Ray session (`embedkit.search.engines`).
+
+    The encoder's weights go into Ray's object store once; each actor builds the encoder from them and encodes
+    blocks of `RAY_BLOCK_BATCHES` batches; blocks come back in row order, so the caller writes them as they come.
+    One actor per GPU where the cluster has GPUs, else one per CPU. Equal to the local embeddings to float
+    rounding (each image is encoded alone of its batch neighbours).
+    """
+    check_batch_size(batch_size)
+    ray = load_ray()
+    images = to_rgb32(images)
+    total = len(images) if total is None else total
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    n_actors = gpus or max(1, int(resources.get("CPU", 1)))
+    weights = ray.put(
+        {
+            "kind": encoder.kind,
+            "dim": encoder.dim,
+            "state": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
+            "preprocessing": getattr(encoder, "preprocessing", None) or DEFAULT_PREPROCESSING,
+        }
+    )
+    actor_class = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0)(_EncoderActor)
+    block = batch_size * RAY_BLOCK_BATCHES
+    starts = list(range(0, len(images), block))
+    actors = [actor_class.remote(weights, device, batch_size) for _ in range(min(n_actors, max(1, len(starts))))]
+
+    def submit(i: int):
+        return actors[i % len(actors)].encode.remote(images[starts[i] : starts[i] + block])
+
+    done = done_before
+    try:
+        for embeddings in ordered_results(submit, len(starts), in_flight=2 * len(actors), force_cancel=False):
+            yield embeddings
+            done += len(embeddings)
+            if on_progress is not None:
+                on_progress(done, total)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+
+
+class _EncoderActor:
+    """A Ray actor holding one encoder, built once from the weights the driver put in the object store."""
+
+    def __init__(self, weights: dict, device: str, batch_size: int) -> None:
+        from embedkit.training.models import build_encoder
+
+        self.encoder = build_encoder(weights["kind"], int(weights["dim"]))
+        self.encoder.load_state_dict(weights["state"])
+        self.encoder.preprocessing = dict(weights["preprocessing"])
+        self.device, self.batch_size = device, batch_size
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return encode_images(self.encoder, images, batch_size=self.batch_size, device=self.device)
+
+
 def encode_to_store(
     checkpoint: Path,
     dataset: str,
@@ -107,12 +177,16 @@ def encode_to_store(
     subset: int | None = None,
     seed: int = 0,
     download: bool = False,
+    engine: str = "local",
+    ray_address: str | None = None,
     on_progress: ProgressFn | None = None,
 ) -> list[str]:
     """Encode each split of `dataset` with the checkpoint's encoder into group `<dataset>/<split>` of the store.
 
     `subset`: encode only that many images of each split, drawn with `seed` (ids keep their rows in the split).
     `download`: fetch a missing CIFAR-10 or MNIST split with torchvision first.
+    `engine="ray"`: the images are encoded by a pool of Ray actors (`ray_embeddings`; `ray_address` as in
+    `embedkit.search.engines.ray_session`), and written here, in row order, by this process alone.
 
     Groups carry provenance attrs: checkpoint (path), checkpoint_digest (sha256), config (JSON), dataset, split,
     class_names, source (the absolute path the images were read from), source_digest (`image_digest`) and, with
@@ -122,6 +196,7 @@ def encode_to_store(
     """
     check_subset_size(subset)
     check_batch_size(batch_size)  # before anything is loaded or the store is created
+    check_engine(engine, ray_address)
     checkpoint = Path(checkpoint)
     encoder, config = load_checkpoint(checkpoint)
     store = open_store(store_path, create=True)
@@ -138,7 +213,9 @@ def encode_to_store(
     }
     rows = [seeded_rows(len(s.images), subset, seed) for s in image_sets]
     total, done = sum(len(r) for r in rows), 0
-    with store.transaction(groups, overwrite=overwrite) as transaction:  # every split lands, or none
+    embed = iter_embeddings if engine == "local" else ray_embeddings
+    session = ray_session(ray_address) if engine == "ray" else contextlib.nullcontext()
+    with session, store.transaction(groups, overwrite=overwrite) as transaction:  # every split lands, or none
         for image_set, group, split_rows in zip(image_sets, groups, rows):
             attrs = {
                 **provenance,
@@ -150,7 +227,7 @@ def encode_to_store(
             }
             images = image_set.images if subset is None else image_set.images[split_rows]
             writer = transaction.new_group(group, encoder.dim, attrs, expected_rows=len(images))
-            batches = iter_embeddings(
+            batches = embed(
                 encoder,
                 images,
                 batch_size=batch_size,
@@ -160,9 +237,10 @@ def encode_to_store(
                 total=total,
             )
             start = 0
-            for embeddings in batches:
-                ids = split_rows[start : start + len(embeddings)]
-                writer.append(embeddings, image_set.labels[ids], ids)
-                start += len(embeddings)
+            with contextlib.closing(batches):  # a failed write stops the Ray actors at once
+                for embeddings in batches:
+                    ids = split_rows[start : start + len(embeddings)]
+                    writer.append(embeddings, image_set.labels[ids], ids)
+                    start += len(embeddings)
             done += len(images)
     return groups
