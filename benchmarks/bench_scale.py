@@ -12,6 +12,8 @@ that process's own):
   pairs       `embedkit pairs --k 10 --index auto` over every row, end to end (a fresh CLI process)
   ray         `embedkit neighbors --query-group ... --engine ray` against `--engine local` (fresh processes),
               and the exact `pairs --k 10` self-join both ways at sizes up to 50,000
+Then `embedkit encode --split test` of CIFAR-10's 10,000 test images (under $EMBEDKIT_DATA, decoded cache warm)
+with the small encoder, `--engine local` against `--engine ray` (`--encode-only` runs just this).
 Writes a table and benchmarks/results/scale.json. Timings need idle cores.
 """
 
@@ -125,10 +127,33 @@ def run_size(n: int, folder: Path) -> dict:
     return row
 
 
+def encode_comparison(folder: Path) -> dict:
+    """`embedkit encode --split test` (10,000 CIFAR-10 images) with each engine, fresh processes; the checkpoint is
+    the small encoder after one step (the weights do not change the time)."""
+    import torch
+
+    from embedkit.data.sources import load_images
+    from embedkit.training.loop import make_config, train
+
+    torch.set_num_threads(1)
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    train(make_config("cpu", epochs=1, batch_size=8, test_images=0), folder / "run", images, device="cpu")
+    load_images("cifar10", "test")  # warm the decoded cache, so both engines time encoding alone
+    row = {}
+    for engine in ("local", "ray"):
+        command = ["encode", str(folder / "run" / "last.pt"), "--split", "test", "--engine", engine]
+        result = _cli([*command, "--out", str(folder / f"encode-{engine}.h5"), "--device", "cpu"])
+        row[engine] = {k: v for k, v in result.items() if k != "json"}
+    if "wall_s" in row["local"] and "wall_s" in row["ray"]:
+        row["ray_over_local_wall"] = round(row["ray"]["wall_s"] / row["local"]["wall_s"], 2)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[50_000, 1_000_000])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scale.json")
+    parser.add_argument("--encode-only", action="store_true", help="only the encode comparison")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -136,12 +161,15 @@ def main() -> None:
         return
     rows = []
     with tempfile.TemporaryDirectory(prefix="embedkit-scale-") as tmp:
-        for n in args.sizes:
+        for n in [] if args.encode_only else args.sizes:
             rows.append(run_size(n, Path(tmp)))
             print(json.dumps(rows[-1]), flush=True)
+        encode = encode_comparison(Path(tmp))
+        print(json.dumps({"encode_10000": encode}), flush=True)
     machine = {"cpu": platform.processor() or platform.machine(), "cores": len(os.sched_getaffinity(0))}
+    result = {"machine": machine, "k": K, "queries": QUERIES, "sizes": rows, "encode_10000": encode}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": machine, "k": K, "queries": QUERIES, "sizes": rows}, indent=1) + "\n")
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":
