@@ -405,7 +405,7 @@ def explore(
     from embedkit.workspace import Workspace
 
     out_path = out if out is not None else Workspace.at(workspace).explorer_page(group, method)
-    with _status(f"{method} map, neighbours and thumbnails of {group}", json_out):
+    with progress_bar(f"{method} map, neighbours and thumbnails of {group}", "steps") as on_progress:
         page = write_explorer(
             _stores(stores, workspace),
             group,
@@ -416,6 +416,7 @@ def explore(
             max_points=max_points,
             seed=seed,
             data_root=data_root,
+            on_progress=on_progress,
         )
     if json_out:
         print_json(page.to_dict())

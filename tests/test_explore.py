@@ -90,7 +90,10 @@ def test_a_second_store_is_matched_by_id_and_a_different_one_refused(tmp_path, i
     from embedkit.store.store import open_store
 
     a, b = _store(tmp_path, images, "a.h5", seed=0), _store(tmp_path, images, "b.h5", seed=1)
-    data = explorer_data([a, b], "toy/test", k=3, max_points=50)
+    calls = []
+    data = explorer_data([a, b], "toy/test", k=3, max_points=50, on_progress=lambda *call: calls.append(call))
+    assert calls[0] == (0, 5) and calls[-1] == (5, 5)  # per store: its PCA map, then neighbours; then thumbnails
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls) and {t for _, t in calls} == {5}
     group_b = open_store(b).read("toy/test")
     rows_b = group_b.rows_of_ids(data["ids"])
     order, _ = _brute_force(group_b.embeddings, rows_b, 3, False)

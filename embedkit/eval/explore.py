@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from embedkit._util.atomic import atomic_path, check_output
+from embedkit._util.progress import ProgressFn, offset_progress
 from embedkit._util.sampling import seeded_rows
 from embedkit.errors import ConfigError, about
 from embedkit.eval.cluster import cluster_embeddings
-from embedkit.eval.maps import MAP_MAX_POINTS, project_2d
+from embedkit.eval.maps import MAP_MAX_POINTS, map_steps, project_2d
 from embedkit.eval.retrieval import load_group_images
 from embedkit.search.arrays import knn
 from embedkit.store.store import GroupData, class_names_of, open_store
@@ -86,10 +87,20 @@ def _neighbors(embeddings: np.ndarray, rows: np.ndarray, k: int, farthest: bool)
     return knn(embeddings, embeddings[rows], k, farthest=farthest, self_rows=rows)
 
 
-def _model(name: str, data: GroupData, rows: np.ndarray, method: str, k: int, n_clusters: int, seed: int) -> dict:
-    """One model's part of the page: map, clusters, anomaly scores and neighbours (as ids) of the group's `rows`."""
+def _model(
+    name: str,
+    data: GroupData,
+    rows: np.ndarray,
+    method: str,
+    k: int,
+    n_clusters: int,
+    seed: int,
+    on_progress: ProgressFn | None = None,
+) -> dict:
+    """One model's part of the page: map, clusters, anomaly scores and neighbours (as ids) of the group's `rows`.
+    `on_progress` follows the map (`project_2d`)."""
     x = data.embeddings[rows]
-    xy = project_2d(x, method, seed=seed)
+    xy = project_2d(x, method, seed=seed, on_progress=on_progress)
     near_d, near = _neighbors(data.embeddings, rows, k, farthest=False)
     far_d, far = _neighbors(data.embeddings, rows, k, farthest=True)
     clusters = cluster_embeddings(
@@ -119,9 +130,12 @@ def explorer_data(
     max_points: int = MAP_MAX_POINTS,
     seed: int = 0,
     data_root: Path | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> dict:
     """Everything the page shows, as a JSON-ready dict; the points are a seeded sample of at most `max_points`
-    rows of the first store's group, found by id in the others (which must hold the same images)."""
+    rows of the first store's group, found by id in the others (which must hold the same images).
+    `on_progress(done, total)` counts per store the map's steps (`map_steps`) and one for neighbours and
+    clusters, then one for the thumbnails."""
     if not stores:
         raise ConfigError("explore needs at least one store")
     if max_points < 3:
@@ -130,13 +144,21 @@ def explorer_data(
     rows = seeded_rows(len(first.ids), max_points, seed)
     ids = first.ids[rows]
     models = []
-    for path in stores:
+    per_store = map_steps(method) + 1
+    total = len(stores) * per_store + 1
+    report = on_progress or (lambda done, total: None)
+    for i, path in enumerate(stores):
+        report(i * per_store, total)
         data = first if path == stores[0] else open_store(path).read(group)
         where = f"group '{group}' of {path} (the stores explored together must hold the same images)"
+        part = offset_progress(on_progress, i * per_store, total)
         with about(path, group):
-            models.append(_model(Path(path).stem, data, data.rows_of_ids(ids, where), method, k, n_clusters, seed))
+            rows_here = data.rows_of_ids(ids, where)
+            models.append(_model(Path(path).stem, data, rows_here, method, k, n_clusters, seed, part))
+    report(total - 1, total)
     shown = np.unique(np.concatenate([ids] + [np.asarray(m[key]) for m in models for key in ("near", "far")]))
     images = load_group_images(first.attrs, shown, data_root)
+    report(total, total)
     shown_labels = first.labels[first.rows_of_ids(shown, f"group '{group}' of {stores[0]}")]
     return {
         "group": group,
@@ -171,8 +193,10 @@ def write_explorer(
     max_points: int = MAP_MAX_POINTS,
     seed: int = 0,
     data_root: Path | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> ExplorerPage:
-    """Build the explorer of `group` in `stores` and write it atomically to `out_path` (a new or an HTML file)."""
+    """Build the explorer of `group` in `stores` and write it atomically to `out_path` (a new or an HTML file).
+    `on_progress`: as in `explorer_data`."""
     out_path = Path(out_path)
     check_output(out_path, "html", stores)
     data = explorer_data(
@@ -184,6 +208,7 @@ def write_explorer(
         max_points=max_points,
         seed=seed,
         data_root=data_root,
+        on_progress=on_progress,
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_path) as tmp:
