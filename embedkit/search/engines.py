@@ -1,11 +1,12 @@
-"""Where the heavy work runs: `local` (this process, the default) or `ray` (tasks on a Ray cluster).
+"""Where the heavy work runs: `local` (this process, the default) or `ray` (tasks and actors on a Ray cluster).
 
-With `engine="ray"` an exact search is split into blocks of query rows, each answered exactly by a Ray task against
-the whole reference (put once in Ray's object store), and the blocks are concatenated in order: every query's answer
-is the one `knn` gives locally, ids and distances alike. `ray_address` None starts an embedded Ray with this
-machine's CPUs and no dashboard, and shuts it down at the end, also on an error or Ctrl-C; "auto" or HOST:PORT joins
-a running cluster (`ray job submit -- embedkit ... --engine ray --ray-address auto`). A Ray session the caller
-already opened (a notebook's `ray.init()`) is used and left running. Ray is imported only here, only when asked for.
+With `engine="ray"` an exact search is split into blocks of query rows, each answered exactly by one of a pool of
+Ray actors that built the search over the whole reference once (put once in Ray's object store), and the blocks
+are concatenated in order: every query's answer is the one `knn` gives locally, ids and distances alike.
+`ray_address` None starts an embedded Ray with this machine's CPUs and no dashboard, and shuts it down at the end,
+also on an error or Ctrl-C; "auto" or HOST:PORT joins a running cluster (`ray job submit -- embedkit ... --engine
+ray --ray-address auto`). A Ray session the caller already opened (a notebook's `ray.init()`) is used and left
+running. Ray is imported only here, only when asked for.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ import numpy as np
 
 from embedkit._util.progress import ProgressFn
 from embedkit.device import default_threads
-from embedkit.errors import ConfigError
-from embedkit.search.arrays import check_query, knn
+from embedkit.errors import ConfigError, SearchError
+from embedkit.search.arrays import Frame, build_index, check_query, prepare, search_index
 
 ENGINES = ("local", "ray")
 RAY_INSTALL_HINT = "--engine ray needs Ray: pip install 'embedkit[ray]'"
-BLOCKS_PER_CPU = 4  # query blocks per Ray CPU: enough to balance uneven tasks, few enough to keep overhead small
+BLOCKS_PER_CPU = 4  # query blocks per Ray CPU: progress to report, and a short tail when blocks take uneven time
 MIN_BLOCK_ROWS = 256
 CONNECT_TIMEOUT_S = 10.0
 _ADDRESS = re.compile(r"^(auto|(ray://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5})$")
@@ -159,9 +160,28 @@ def ordered_results(submit: Callable[[int], object], n: int, *, in_flight: int, 
                 ray.cancel(ref, force=force_cancel)
 
 
-def _knn_block(reference, queries, k, farthest, metric, self_rows):
-    """One Ray task: the exact answer for a block of queries (`embedkit.search.arrays.knn`)."""
-    return knn(reference, queries, k, farthest=farthest, metric=metric, self_rows=self_rows)
+class _ExactSearcher:
+    """A Ray actor holding the whole reference's exact-search frame and flat index, built once: every block of
+    queries it answers is answered as `knn` answers it, without rebuilding either per block."""
+
+    def __init__(self, reference: np.ndarray, metric: str, farthest: bool) -> None:
+        self.reference = prepare(reference, metric)
+        self.frame = Frame(self.reference, metric)
+        self.index = build_index(self.reference, "flat", metric, farthest=farthest, frame=self.frame)
+        self.metric, self.farthest = metric, farthest
+
+    def search(self, queries: np.ndarray, k: int, self_rows: np.ndarray | None):
+        return search_index(
+            self.index,
+            "flat",
+            self.reference,
+            prepare(queries, self.metric),
+            k,
+            farthest=self.farthest,
+            metric=self.metric,
+            self_rows=self_rows,
+            frame=self.frame,
+        )
 
 
 def ray_knn(
@@ -174,31 +194,40 @@ def ray_knn(
     self_rows: np.ndarray | None = None,
     on_progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`knn(reference, queries, k, ...)` as Ray tasks over blocks of query rows, in an open Ray session.
+    """`knn(reference, queries, k, ...)` over blocks of query rows, in an open Ray session.
 
-    Returns (distances (Q, k) float32, rows (Q, k) int64), identical to `knn`'s: each block is answered by it.
+    One actor per Ray CPU builds the exact search over the whole reference (put once in Ray's object store) and
+    answers blocks of queries; the answers are identical to `knn`'s, distances and rows alike.
+    Returns (distances (Q, k) float32, rows (Q, k) int64).
     """
     check_query(len(reference), reference.shape[1], queries, k, exclude_self=self_rows is not None)
+    if not np.isfinite(reference).all():
+        raise SearchError("reference contains NaN or inf")
     ray = load_ray()
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     block = max(MIN_BLOCK_ROWS, math.ceil(len(queries) / (BLOCKS_PER_CPU * cpus)))
-    task = ray.remote(_knn_block)
-    shared = ray.put(np.ascontiguousarray(reference))
     starts = list(range(0, len(queries), block))
+    shared = ray.put(np.ascontiguousarray(reference))
+    searcher = ray.remote(num_cpus=1)(_ExactSearcher)
+    actors = [searcher.remote(shared, metric, farthest) for _ in range(min(cpus, max(1, len(starts))))]
 
     def submit(i: int):
         s = starts[i]
         rows = None if self_rows is None else self_rows[s : s + block]
-        return task.remote(shared, queries[s : s + block], k, farthest, metric, rows)
+        return actors[i % len(actors)].search.remote(queries[s : s + block], k, rows)
 
     answers, done = [], 0
     if on_progress is not None:
         on_progress(0, len(queries))
-    for answer in ordered_results(submit, len(starts), in_flight=len(starts)):
-        answers.append(answer)
-        done += len(answer[0])
-        if on_progress is not None:
-            on_progress(done, len(queries))
+    try:
+        for answer in ordered_results(submit, len(starts), in_flight=2 * len(actors), force_cancel=False):
+            answers.append(answer)
+            done += len(answer[0])
+            if on_progress is not None:
+                on_progress(done, len(queries))
+    finally:
+        for actor in actors:
+            ray.kill(actor)
     distances = np.concatenate([a[0] for a in answers]) if answers else np.zeros((0, k), np.float32)
     rows = np.concatenate([a[1] for a in answers]) if answers else np.zeros((0, k), np.int64)
     return distances, rows
