@@ -30,7 +30,7 @@ from embedkit.data.sources import (
     to_rgb32,
 )
 from embedkit.data.tar import iter_tar_members
-from embedkit.errors import DataError
+from embedkit.errors import ConfigError, DataError
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # File names chosen so that string order differs from creation order and numeric order.
@@ -175,6 +175,8 @@ def test_a_sample_decodes_only_its_rows_on_a_cold_cache(tmp_path, rng, kind):
         np.testing.assert_array_equal(warm.images, full.images[seeded_rows(36, 7, seed)])
         np.testing.assert_array_equal(warm.labels, full.labels[seeded_rows(36, 7, seed)])
     np.testing.assert_array_equal(load_images(str(path), "train", sample=99).images, full.images)
+    with pytest.raises(ConfigError, match="at least 1 image"):
+        load_images(str(path), "train", sample=0)
 
 
 def test_a_sample_of_a_split_that_needs_no_decoding_is_the_same_rows(tmp_path, rng):

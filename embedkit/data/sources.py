@@ -84,8 +84,10 @@ def load_images(
     `sample`: only that many images, the rows `seeded_rows(n, sample, seed)` in split order (what `train --subset`
     trains on); when the split is not cached yet, only those images are decoded, and nothing is cached.
     `on_progress(done, total)` counts images decoded (for a .tar.gz, whose one pass decodes and caches every split,
-    the images of all its splits). Raises DataError, in one line, for an unknown or missing dataset or bad files.
+    the images of all its splits). Raises DataError, in one line, for an unknown or missing dataset or bad files,
+    ConfigError for a sample of fewer than one image.
     """
+    check_subset_size(sample)
     if dataset not in KNOWN_DATASETS:
         return _load(_path_source(dataset), split, on_progress, sample, seed)
     if split not in KNOWN_DATASETS[dataset]:
