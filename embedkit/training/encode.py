@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -97,56 +98,62 @@ def iter_embeddings(
                 on_progress(done_before + min(start + batch_size, len(images)), total)
 
 
-def ray_embeddings(
-    encoder: torch.nn.Module,
-    images: np.ndarray,
-    *,
-    batch_size: int = 512,
-    device: str = "auto",
-    on_progress: ProgressFn | None = None,
-    done_before: int = 0,
-    total: int | None = None,
-) -> Iterator[np.ndarray]:
-    """Like `iter_embeddings`, on a pool of Ray actors in an open Ray session (`embedkit.search.engines`).
+class RayEncoderPool:
+    """A pool of Ray actors holding the encoder, in an open Ray session (`embedkit.search.engines.ray_session`).
 
-    The encoder's weights go into Ray's object store once; each actor builds the encoder from them and encodes
-    blocks of `RAY_BLOCK_BATCHES` batches; blocks come back in row order, so the caller writes them as they come.
-    One actor per GPU where the cluster has GPUs, else one per CPU. Equal to the local embeddings to float
-    rounding (each image is encoded alone of its batch neighbours).
+    The encoder's weights go into Ray's object store once; each actor (one per GPU where the cluster has GPUs,
+    else one per CPU) builds the encoder from them once. `embeddings` is `iter_embeddings` on the pool: blocks of
+    `RAY_BLOCK_BATCHES` batches, back in row order, equal to the local embeddings to float rounding (the batches
+    are cut at other rows). Use it as a context manager: leaving it stops the actors.
     """
-    check_batch_size(batch_size)
-    ray = load_ray()
-    images = to_rgb32(images)
-    total = len(images) if total is None else total
-    resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0))
-    n_actors = gpus or max(1, int(resources.get("CPU", 1)))
-    weights = ray.put(
-        {
-            "kind": encoder.kind,
-            "dim": encoder.dim,
-            "state": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
-            "preprocessing": getattr(encoder, "preprocessing", None) or DEFAULT_PREPROCESSING,
-        }
-    )
-    actor_class = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0)(_EncoderActor)
-    block = batch_size * RAY_BLOCK_BATCHES
-    starts = list(range(0, len(images), block))
-    actors = [actor_class.remote(weights, device, batch_size) for _ in range(min(n_actors, max(1, len(starts))))]
 
-    def submit(i: int):
-        return actors[i % len(actors)].encode.remote(images[starts[i] : starts[i] + block])
+    def __init__(self, encoder: torch.nn.Module, *, batch_size: int = 512, device: str = "auto") -> None:
+        check_batch_size(batch_size)
+        ray = load_ray()
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        weights = ray.put(
+            {
+                "kind": encoder.kind,
+                "dim": encoder.dim,
+                "state": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
+                "preprocessing": getattr(encoder, "preprocessing", None) or DEFAULT_PREPROCESSING,
+            }
+        )
+        actor_class = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0)(_EncoderActor)
+        n_actors = gpus or max(1, int(resources.get("CPU", 1)))
+        self.actors = [actor_class.remote(weights, device, batch_size) for _ in range(n_actors)]
+        self.block, self.ray = batch_size * RAY_BLOCK_BATCHES, ray
 
-    done = done_before
-    try:
-        for embeddings in ordered_results(submit, len(starts), in_flight=2 * len(actors), force_cancel=False):
+    def embeddings(
+        self,
+        images: np.ndarray,
+        *,
+        on_progress: ProgressFn | None = None,
+        done_before: int = 0,
+        total: int | None = None,
+    ) -> Iterator[np.ndarray]:
+        """(N, H, W, C) uint8 images -> (block, D) float32 embeddings, in row order; progress as `iter_embeddings`."""
+        images = to_rgb32(images)
+        total = len(images) if total is None else total
+        starts = list(range(0, len(images), self.block))
+
+        def submit(i: int):
+            return self.actors[i % len(self.actors)].encode.remote(images[starts[i] : starts[i] + self.block])
+
+        done = done_before
+        for embeddings in ordered_results(submit, len(starts), in_flight=2 * len(self.actors), force_cancel=False):
             yield embeddings
             done += len(embeddings)
             if on_progress is not None:
                 on_progress(done, total)
-    finally:
-        for actor in actors:
-            ray.kill(actor)
+
+    def __enter__(self) -> RayEncoderPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
 
 
 class _EncoderActor:
@@ -162,6 +169,16 @@ class _EncoderActor:
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         return encode_images(self.encoder, images, batch_size=self.batch_size, device=self.device)
+
+
+@contextlib.contextmanager
+def _embedder(engine: str, encoder: torch.nn.Module, batch_size: int, device: str) -> Iterator[Callable]:
+    """`embed(images, on_progress=, done_before=, total=)` -> embedding batches: here, or on a Ray actor pool."""
+    if engine == "local":
+        yield functools.partial(iter_embeddings, encoder, batch_size=batch_size, device=device)
+        return
+    with RayEncoderPool(encoder, batch_size=batch_size, device=device) as pool:
+        yield pool.embeddings
 
 
 def encode_to_store(
@@ -185,7 +202,7 @@ def encode_to_store(
 
     `subset`: encode only that many images of each split, drawn with `seed` (ids keep their rows in the split).
     `download`: fetch a missing CIFAR-10 or MNIST split with torchvision first.
-    `engine="ray"`: the images are encoded by a pool of Ray actors (`ray_embeddings`; `ray_address` as in
+    `engine="ray"`: the images are encoded by a pool of Ray actors (`RayEncoderPool`; `ray_address` as in
     `embedkit.search.engines.ray_session`), and written here, in row order, by this process alone.
 
     Groups carry provenance attrs: checkpoint (path), checkpoint_digest (sha256), config (JSON), dataset, split,
@@ -213,9 +230,12 @@ def encode_to_store(
     }
     rows = [seeded_rows(len(s.images), subset, seed) for s in image_sets]
     total, done = sum(len(r) for r in rows), 0
-    embed = iter_embeddings if engine == "local" else ray_embeddings
     session = ray_session(ray_address) if engine == "ray" else contextlib.nullcontext()
-    with session, store.transaction(groups, overwrite=overwrite) as transaction:  # every split lands, or none
+    with (
+        session,
+        store.transaction(groups, overwrite=overwrite) as transaction,  # every split lands, or none
+        _embedder(engine, encoder, batch_size, device) as embed,
+    ):
         for image_set, group, split_rows in zip(image_sets, groups, rows):
             attrs = {
                 **provenance,
@@ -227,15 +247,7 @@ def encode_to_store(
             }
             images = image_set.images if subset is None else image_set.images[split_rows]
             writer = transaction.new_group(group, encoder.dim, attrs, expected_rows=len(images))
-            batches = embed(
-                encoder,
-                images,
-                batch_size=batch_size,
-                device=device,
-                on_progress=on_progress,
-                done_before=done,
-                total=total,
-            )
+            batches = embed(images, on_progress=on_progress, done_before=done, total=total)
             start = 0
             with contextlib.closing(batches):  # a failed write stops the Ray actors at once
                 for embeddings in batches:
