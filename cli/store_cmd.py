@@ -87,7 +87,7 @@ def info(
     for g in summary["groups"]:
         checkpoint = Path(g["checkpoint"]).name if g.get("checkpoint") else g.get("source", "-")
         digest = str(g.get("checkpoint_digest", ""))[:12]
-        indexes = ", ".join(f"{i['metric']}.{i['kind']}{'' if i['fresh'] else ' (stale)'}" for i in g["indexes"])
+        indexes = ", ".join(_index_names(g["indexes"]))
         rows.append(
             [
                 g["name"],
@@ -267,3 +267,12 @@ def pairs(
             f"wrote {k} nearest neighbours per row of {group} to {written} in {seconds:.1f} s ({how})",
             highlight=False,
         )
+
+
+def _index_names(indexes: list[dict]) -> list[str]:
+    """`l2.hnsw`, `l2.ivf (4 shards)`, `cosine.ivf (stale)`: one name per saved index, its shards counted once."""
+    counts: dict[str, int] = {}
+    for i in indexes:
+        name = f"{i['metric']}.{i['kind']}{'' if i['fresh'] else ' (stale)'}"
+        counts[name] = counts.get(name, 0) + 1
+    return [name if n == 1 else f"{name} ({n} shards)" for name, n in counts.items()]

@@ -207,6 +207,48 @@ def test_index_persisted_reloaded_and_rebuilt_after_rewrite(store_path, rng, kin
     assert fresh.content_id == open_store(store_path).content_id("toy/train")
 
 
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_ivf_is_saved_as_shards_that_answer_like_one_index(store_path, tmp_path, monkeypatch, runner, cli_app, metric):
+    """IVF trained once, each shard filled with add_with_ids and saved, merged on load: the same answers as one
+    IVF index built in memory over every row; a missing shard means a rebuild, an unsaved shard leaves none."""
+    from embedkit.search import index as index_module
+    from embedkit.search.arrays import build_index, prepare, search_index
+
+    monkeypatch.setattr(index_module, "IVF_SHARD_ROWS", 700)  # 2,000 rows: shards of 700, 700 and 600
+    first = neighbors(store_path, "toy/train", 5, index_kind="ivf", metric=metric, query_group="toy/test")
+    files = list_index_files(store_path)
+    assert [(f.kind, f.shard) for f in files] == [("ivf", "1of3"), ("ivf", "2of3"), ("ivf", "3of3")]
+    data, queries = open_store(store_path).read("toy/train"), open_store(store_path).read("toy/test").embeddings
+    reference = prepare(data.embeddings, metric)
+    one = build_index(reference, "ivf", metric)
+    nprobe = first.recall_estimate.nprobe if first.recall_estimate else None
+    distances, rows = search_index(one, "ivf", reference, prepare(queries, metric), 5, metric=metric, nprobe=nprobe)
+    np.testing.assert_array_equal(first.rows, rows)
+    np.testing.assert_array_equal(first.distances, distances)
+    again = neighbors(store_path, "toy/train", 5, index_kind="ivf", metric=metric, query_group="toy/test")
+    assert again.index_status == "loaded"
+    np.testing.assert_array_equal(again.rows, first.rows)
+    result = runner.invoke(cli_app, ["info", str(store_path)], env={"COLUMNS": "200"})
+    assert f"{metric}.ivf (3 shards)" in result.output, result.output
+
+    files[1].path.unlink()
+    assert neighbors(store_path, "toy/train", 5, index_kind="ivf", metric=metric).index_status == "built"
+    assert len(list_index_files(store_path)) == 3
+    for f in list_index_files(store_path):
+        f.path.unlink()
+    save = index_module._save_index
+
+    def full_after_one(index, path):
+        if list_index_files(store_path):
+            raise OSError(28, "No space left on device")
+        save(index, path)
+
+    monkeypatch.setattr(index_module, "_save_index", full_after_one)
+    status = neighbors(store_path, "toy/train", 5, index_kind="ivf", metric=metric).index_status
+    assert status == "built (not saved: No space left on device)"
+    assert list_index_files(store_path) == []  # no half-saved index
+
+
 def test_corrupt_index_file_is_rebuilt(store_path):
     neighbors(store_path, "toy/train", 3, index_kind="hnsw")
     (index_file,) = list_index_files(store_path)

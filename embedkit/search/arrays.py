@@ -156,14 +156,19 @@ def build_index(
             index = faiss.IndexFlatL2(framed.shape[1])
             index.add(framed)
         return index
-    rows = flagged(reference) if metric == "cosine" else reference  # cosine: L2 on unit rows ranks like cosine
+    rows = approximate_rows(reference, metric)
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(rows.shape[1], HNSW_M)
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     else:
-        index = _ivf(rows)
+        index = trained_ivf(rows)
     index.add(rows)
     return index
+
+
+def approximate_rows(reference: np.ndarray, metric: str) -> np.ndarray:
+    """The rows an HNSW or IVF index holds: prepared rows, `flagged` for cosine (L2 on them ranks like cosine)."""
+    return flagged(reference) if metric == "cosine" else reference
 
 
 def flagged(x: np.ndarray) -> np.ndarray:
@@ -175,8 +180,9 @@ def flagged(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.hstack([x, (~x.any(axis=1))[:, None].astype(np.float32)]))
 
 
-def _ivf(reference: np.ndarray):
-    """IVF-Flat with about 4 sqrt(N) lists (at least 39 training points per list, as FAISS asks)."""
+def trained_ivf(reference: np.ndarray):
+    """An empty IVF-Flat index for `reference` (N, D), trained: about 4 sqrt(N) lists (at least 39 training points
+    per list, as FAISS asks), their centres from k-means on a seeded sample of up to 64 rows per list."""
     faiss = load_faiss()
     n, d = reference.shape
     nlist = max(1, min(int(4 * np.sqrt(n)), n // 39))

@@ -1,13 +1,15 @@
 """Indexes persisted beside the store, and the store-level queries: neighbors, pairs files.
 
-Indexes are saved as `<store>.index/<group>.<metric>.<kind>.<content_id>.faiss`: the group's content id is
-in the file name, so a rewritten group never finds a stale index; it is rebuilt on first use, and files of
-older contents are removed then. Distances are true L2 (or cosine distance); see `embedkit.search.arrays`.
+Indexes are saved as `<store>.index/<group>.<metric>.<kind>.<content_id>.faiss` (IVF: one file per shard, kind
+`ivf~2of4`): the group's content id is in the file name, so a rewritten group never finds a stale index; it is
+rebuilt on first use, and files of older contents are removed then. Distances are true L2 (or cosine distance);
+see `embedkit.search.arrays`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from embedkit.errors import ConfigError, DiskFullError, SearchError, StoreError
 from embedkit.search.approximate import DEFAULT_RECALL, RecallEstimate, auto_kind, check_recall, tune_and_estimate
 from embedkit.search.arrays import (
     Frame,
+    approximate_rows,
     build_index,
     check_options,
     check_query,
@@ -32,12 +35,14 @@ from embedkit.search.arrays import (
     prepare,
     search_index,
     self_knn,
+    trained_ivf,
 )
 from embedkit.search.engines import check_engine, ray_knn, ray_session
 from embedkit.store.schema import SCHEMA_VERSION, h5_errors, now
 from embedkit.store.store import GroupData, open_store
 
 PERSISTED_KINDS = ("hnsw", "ivf")  # flat is rebuilt from the store in memory: faster than reading a copy
+IVF_SHARD_ROWS = 250_000  # rows per saved IVF shard
 SELF_JOIN_STATUS = "exact self-join, no index"  # every row of a group against the group itself
 RAY_STATUS = "exact, as Ray tasks"
 
@@ -89,24 +94,74 @@ def load_or_build_index(
     Flat indexes are built in memory ("built in memory"): that is faster than reading a saved copy
     (0.2 s against 0.8-1.3 s for 200,000 x 128 here) and cannot go stale. HNSW and IVF indexes are loaded
     from beside the store when their content id matches ("loaded"), else built and saved ("built", or
-    "built (not saved: <why>)" when the folder is not writable).
+    "built (not saved: <why>)" when the folder is not writable). An IVF index is saved as shards of
+    IVF_SHARD_ROWS rows (`ivf~2of4`), each filled with `add_with_ids` from one trained, empty index, and merged
+    when loaded: the shard is the unit of work a distributed build can hand to one worker.
     """
     if kind not in PERSISTED_KINDS:
         return build_index(reference, kind, metric, farthest=farthest, frame=frame), "built in memory"
-    path = _index_path(store_path, group, metric, index_name(kind, metric, farthest), content_id)
-    if path.exists():
-        with contextlib.suppress(RuntimeError):
-            index = load_faiss().read_index(str(path))
-            if index.ntotal == len(reference) and index.d == reference.shape[1] + (metric == "cosine"):  # flagged
-                return index, "loaded"
+    paths = _index_paths(store_path, group, metric, index_name(kind, metric, farthest), content_id, len(reference))
+    index = _load_index(paths, len(reference), reference.shape[1] + (metric == "cosine"))  # cosine rows: flagged
+    if index is not None:
+        return index, "loaded"
+    if kind == "ivf":
+        return _build_ivf_shards(reference, metric, paths)
     index = build_index(reference, kind, metric, farthest=farthest)
+    return index, _saved(index, paths[0])
+
+
+def _index_paths(store_path: Path, group: str, metric: str, name: str, content_id: str, n_rows: int) -> list[Path]:
+    """The files of one index: one, or for IVF one per shard of IVF_SHARD_ROWS rows."""
+    if name != "ivf":
+        return [_index_path(store_path, group, metric, name, content_id)]
+    n = max(1, math.ceil(n_rows / IVF_SHARD_ROWS))
+    return [_index_path(store_path, group, metric, f"{name}~{i}of{n}", content_id) for i in range(1, n + 1)]
+
+
+def _load_index(paths: list[Path], n_rows: int, dim: int):
+    """The saved index, its shards merged; None when a file is missing, unreadable or of another shape."""
+    if not all(path.is_file() for path in paths):
+        return None
+    faiss = load_faiss()
+    try:
+        index = faiss.read_index(str(paths[0]))
+        for path in paths[1:]:
+            index.merge_from(faiss.read_index(str(path)), 0)  # ids were added with the shard: keep them
+    except RuntimeError:
+        return None
+    return index if index.ntotal == n_rows and index.d == dim else None
+
+
+def _build_ivf_shards(reference: np.ndarray, metric: str, paths: list[Path]) -> tuple[Any, str]:
+    """Train IVF once, fill each shard with its rows' ids and save it, merge them all: (index, status)."""
+    faiss = load_faiss()
+    rows = approximate_rows(reference, metric)
+    trained = trained_ivf(rows)
+    index, status, saved = faiss.clone_index(trained), "built", []
+    for path, start in zip(paths, range(0, len(rows), IVF_SHARD_ROWS)):
+        stop = min(start + IVF_SHARD_ROWS, len(rows))
+        shard = faiss.clone_index(trained)
+        shard.add_with_ids(rows[start:stop], np.arange(start, stop, dtype=np.int64))
+        if status == "built":
+            status = _saved(shard, path)
+            saved.append(path)
+        index.merge_from(shard, 0)  # moves the shard's lists: memory holds one copy
+    if status != "built":  # a shard could not be saved: leave none, as a half-saved index would never load
+        for path in saved:
+            with contextlib.suppress(OSError):
+                path.unlink()
+    return index, status
+
+
+def _saved(index, path: Path) -> str:
+    """Save `index` to `path`: "built", or "built (not saved: why)" (the search still stands)."""
     try:
         _save_index(index, path)
     except OSError as exc:
-        return index, f"built (not saved: {exc.strerror or exc})"
-    except DiskFullError:  # the search still stands
-        return index, "built (not saved: no space left)"
-    return index, "built"
+        return f"built (not saved: {exc.strerror or exc})"
+    except DiskFullError:
+        return "built (not saved: no space left)"
+    return "built"
 
 
 def _save_index(index, path: Path) -> None:
@@ -127,7 +182,8 @@ def _save_index(index, path: Path) -> None:
 
 @dataclass(frozen=True)
 class IndexFile:
-    """A persisted index: its group, metric, kind, the content id it was built from, its size."""
+    """A persisted index file: its group, metric, kind, the content id it was built from, its size, and for an IVF
+    shard which one (`2of4`)."""
 
     group: str
     metric: str
@@ -135,6 +191,7 @@ class IndexFile:
     content_id: str
     path: Path
     size_bytes: int
+    shard: str | None = None
 
 
 def list_index_files(store_path: Path) -> list[IndexFile]:
@@ -143,7 +200,9 @@ def list_index_files(store_path: Path) -> list[IndexFile]:
     for path in sorted(index_folder(store_path).glob("*.faiss")):
         parts = path.name.split(".")
         if len(parts) == 5 and not path.name.startswith("."):
-            found.append(IndexFile(*map(unquote, parts[:4]), path, path.stat().st_size))
+            group, metric, name, content_id = map(unquote, parts[:4])
+            kind, _, shard = name.partition("~")
+            found.append(IndexFile(group, metric, kind, content_id, path, path.stat().st_size, shard or None))
     return found
 
 
@@ -522,6 +581,7 @@ def describe_store(store_path: Path | str, *, check_values: bool = True) -> dict
                 {
                     "metric": f.metric,
                     "kind": f.kind,
+                    "shard": f.shard,
                     "fresh": f.content_id == info.attrs["content_id"],
                     "size_bytes": f.size_bytes,
                     "file": str(f.path),
