@@ -194,20 +194,9 @@ def test_a_ray_command_leaves_no_ray_process_behind(store_path, tmp_path):
     # Ctrl-C while the Ray tasks run
     out = tmp_path / "pairs.h5"
     proc = _embedkit(["pairs", str(store_path), "-g", "g/train", "--k", "200", "--out", str(out), "--engine", "ray"])
-    deadline = time.monotonic() + 120
-    while len(_ray_processes()) <= len(before) + 1 and proc.poll() is None:
-        assert time.monotonic() < deadline, "Ray never started"
-        time.sleep(0.2)
-    time.sleep(1.0)
-    assert proc.poll() is None, "the search finished before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "Traceback" not in output, output
+    _ctrl_c_once(proc, lambda: len(_new_ray_processes(before)) > 1, "the Ray workers")
     assert not out.exists() and not list(tmp_path.glob(".pairs.h5.tmp-*"))
-    deadline = time.monotonic() + 30
-    while _new_ray_processes(before):
-        assert time.monotonic() < deadline, _new_ray_processes(before)
-        time.sleep(0.5)
+    _no_new_ray_processes(before)
 
 
 def test_kmeans_lloyd_steps_match_scikit_learn_from_the_same_start():
@@ -317,28 +306,40 @@ def test_a_ray_encode_interrupted_leaves_the_store_byte_identical(checkpoint, tm
     args = ["encode", str(checkpoint), "--dataset", "mnist", "--split", "test", "--data-root", str(tmp_path / "data")]
     args += ["--out", str(store), "--batch-size", "50", "--device", "cpu", "--engine", "ray"]
     proc = _embedkit(args, {"EMBEDKIT_CACHE": str(tmp_path / "cache")})
-    deadline = time.monotonic() + 180
-    while not any("_EncoderActor" in line for line in _ray_commands()):
-        assert proc.poll() is None, proc.communicate()[0]
-        assert time.monotonic() < deadline, "the encoder actors never started"
-        time.sleep(0.2)
-    time.sleep(1.0)
-    assert proc.poll() is None, "the encode finished before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "Traceback" not in output and "interrupted" in output, output
+    output = _ctrl_c_once(proc, lambda: any("_EncoderActor" in line for line in _ray_commands()), "the encoder actors")
+    assert "interrupted" in output, output
     assert hashlib.sha256(store.read_bytes()).hexdigest() == before
     assert not list(tmp_path.glob(".store.h5.tmp-*"))
-    deadline = time.monotonic() + 30
-    while _new_ray_processes(ray_before):
-        assert time.monotonic() < deadline, _new_ray_processes(ray_before)
-        time.sleep(0.5)
+    _no_new_ray_processes(ray_before)
     done = subprocess.run(
         [sys.executable, "-m", "cli.main", *args], cwd=REPO, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert open_store(store).groups() == ["mnist/test", "old/group"]
     assert open_store(store).verify("mnist/test").n == 30_000
+
+
+def _ctrl_c_once(proc: subprocess.Popen, started, what: str) -> str:
+    """Wait until `started()`, let the work run a second, press Ctrl-C: exit 130 without a traceback; the output."""
+    deadline = time.monotonic() + 180
+    while not started():
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, f"{what} never started"
+        time.sleep(0.2)
+    time.sleep(1.0)
+    assert proc.poll() is None, "the command finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in output, output
+    return output
+
+
+def _no_new_ray_processes(before: list[str]) -> None:
+    """Within 30 s, no Ray process is left that was not there `before`."""
+    deadline = time.monotonic() + 30
+    while _new_ray_processes(before):
+        assert time.monotonic() < deadline, _new_ray_processes(before)
+        time.sleep(0.5)
 
 
 def _ray_commands() -> list[str]:
