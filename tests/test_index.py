@@ -398,3 +398,20 @@ def test_neighbors_of_a_whole_group_equal_a_flat_index_search(store_path):
     dist, _ = searcher.search(searcher.data.embeddings[rows[::-1]], 4, self_rows=rows[::-1])  # not in order: FAISS
     assert searcher.status == "built in memory"
     np.testing.assert_allclose(whole.distances, dist[::-1], atol=1e-5)
+
+
+@given(nlist=st.integers(1, 5000), threshold=st.integers(1, 6000))
+def test_nprobe_tuning_finds_the_smallest_enough(nlist, threshold):
+    """Doubling then bisecting finds the smallest nprobe whose recall reaches the target (a monotone test), as a
+    scan of 1..nlist would; nlist when none does. The search at 1M rows was tuned to 4 when 3 may do."""
+    from embedkit.search.approximate import _smallest_nprobe
+
+    tried = []
+
+    def enough(nprobe: int) -> bool:
+        tried.append(nprobe)
+        return nprobe >= threshold
+
+    expected = next((p for p in range(1, nlist + 1) if p >= threshold), nlist)
+    assert _smallest_nprobe(enough, nlist) == expected
+    assert len(tried) <= 2 * (nlist.bit_length() + 1) and all(1 <= p <= nlist for p in tried)

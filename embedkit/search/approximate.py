@@ -2,9 +2,9 @@
 
 Below `AUTO_FLAT_MAX_ROWS` rows a flat search (or the self-join) is exact and fast enough; above it an IVF index
 (about 4 sqrt(N) lists, trained once on a seeded sample, saved beside the store) answers, with its candidates
-re-ranked by true distances from the stored vectors. Its nprobe is the smallest power of two whose recall@k on a
-seeded sample of the queries reaches the target (as autofaiss tunes its indexes), and the recall is then measured
-again on a second, disjoint sample, so the number reported was not the one tuned on.
+re-ranked by true distances from the stored vectors. Its nprobe is the smallest whose recall@k on a seeded sample
+of the queries reaches the target (doubling, then bisecting the last step; as autofaiss tunes its indexes), and the
+recall is then measured again on a second, disjoint sample, so the number reported was not the one tuned on.
 """
 
 from __future__ import annotations
@@ -79,8 +79,20 @@ def tune_and_estimate(
 
     nprobe = None
     if kind == "ivf":
-        tune, nprobe = with_exact(tune_rows), 1
-        while nprobe < index.nlist and recall_of(tune, nprobe) < target:
-            nprobe = min(2 * nprobe, index.nlist)
+        tune = with_exact(tune_rows)
+        nprobe = _smallest_nprobe(lambda p: recall_of(tune, p) >= target, index.nlist)
         index.nprobe = nprobe
     return RecallEstimate(len(measure_rows), k, round(recall_of(with_exact(measure_rows), nprobe), 4), nprobe, target)
+
+
+def _smallest_nprobe(enough, nlist: int) -> int:
+    """The smallest nprobe in 1..nlist for which `enough(nprobe)` holds (recall grows with nprobe): doubling until it
+    holds, then bisecting the last doubling; nlist when nothing smaller does."""
+    high = 1
+    while high < nlist and not enough(high):
+        high = min(2 * high, nlist)
+    low = high // 2  # the last nprobe found not enough (0: none tried)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return high
