@@ -14,6 +14,7 @@ written to the data root except by `download=True`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, replace
@@ -220,7 +221,7 @@ def _load_sample(source: Source, split: str, on_progress: ProgressFn | None, sam
         cached = _cached_sample(source, split, _archive_state(source.path), sample, seed)
         if cached is not None:
             return cached
-        listing = archives.list_archive(source.path)
+        listing = _archive_listing(str(source.path), _archive_state(source.path))
         tree = _known_splits(source, listing.tree)
     else:
         tree = _known_splits(source, imagefiles.list_folder_tree(source.path))
@@ -236,6 +237,13 @@ def _load_sample(source: Source, split: str, on_progress: ProgressFn | None, sam
     else:
         images = imagefiles.decode_folder_split(source.path, chosen, on_progress)
     return ImageSet(source.name, split, images, _labels(chosen, class_names), class_names, str(source.path))
+
+
+@functools.lru_cache(maxsize=2)
+def _archive_listing(path: str, state: str) -> archives.ArchiveListing:
+    """The archive's header pass, once per process and archive state: `train` samples the train and the test split
+    of one archive, and each pass reads all of its gzip stream."""
+    return archives.list_archive(Path(path))
 
 
 def _cached_sample(source: Source, split: str, state: str, sample: int, seed: int) -> ImageSet | None:
