@@ -415,3 +415,25 @@ def test_nprobe_tuning_finds_the_smallest_enough(nlist, threshold):
     expected = next((p for p in range(1, nlist + 1) if p >= threshold), nlist)
     assert _smallest_nprobe(enough, nlist) == expected
     assert len(tried) <= 2 * (nlist.bit_length() + 1) and all(1 <= p <= nlist for p in tried)
+
+
+def test_ivf_with_many_lists_probes_them_through_an_hnsw_graph(store_path, monkeypatch):
+    """From IVF_HNSW_MIN_LISTS lists an HNSW graph over the centres picks the lists to probe: recall against exact
+    search still reaches the target, the graph looks at least nprobe centres deep, and a reload answers the same."""
+    import faiss
+
+    from embedkit.search import arrays
+    from embedkit.search.index import open_group_index
+
+    monkeypatch.setattr(arrays, "IVF_HNSW_MIN_LISTS", 8)  # 2,000 rows: 51 lists
+    exact = neighbors(store_path, "toy/train", 5, query_group="toy/test")
+    approx = neighbors(store_path, "toy/train", 5, query_group="toy/test", index_kind="ivf", recall=0.99)
+    recall = np.mean([len(set(a) & set(e)) / 5 for a, e in zip(approx.rows.tolist(), exact.rows.tolist())])
+    assert recall >= 0.95 and approx.recall_estimate.recall >= 0.99
+    searcher = open_group_index(store_path, "toy/train", kind="ivf")
+    assert searcher.status == "loaded"
+    searcher.search(open_store(store_path).read("toy/test").embeddings, 5, nprobe=40)
+    quantizer = faiss.downcast_index(searcher.index.quantizer)
+    assert isinstance(quantizer, faiss.IndexHNSWFlat) and quantizer.hnsw.efSearch == 40
+    again = neighbors(store_path, "toy/train", 5, query_group="toy/test", index_kind="ivf", recall=0.99)
+    np.testing.assert_array_equal(again.rows, approx.rows)
