@@ -165,7 +165,7 @@ def test_add_interrupted_keeps_the_store_and_reruns(tmp_path, rng, old_store, si
     record_interruption()
 
 
-@pytest.mark.slow  # about 5 s each: a 30,000-row self-join is interrupted mid-way
+@pytest.mark.slow  # about 10 s each: a 100,000-row self-join is interrupted mid-way
 @pytest.mark.parametrize("sig", SIGNALS)
 def test_pairs_interrupted_keeps_the_old_pairs_file_and_reruns(tmp_path, rng, old_store, sig):
     import h5py
@@ -174,7 +174,9 @@ def test_pairs_interrupted_keeps_the_old_pairs_file_and_reruns(tmp_path, rng, ol
     from embedkit.store.store import open_store
 
     store, old = old_store
-    rows = rng.normal(size=(30_000, 32)).astype(np.float32)  # exact 3-NN of 30,000 rows: seconds on 2 cores
+    # Exact 3-NN of 100,000 rows: seconds on 2 cores. 30,000 rows finished within the 1.5 s below on an idle fast
+    # sandbox, so the kill came after the new pairs file was in place.
+    rows = rng.normal(size=(100_000, 32)).astype(np.float32)
     open_store(store).write_group("big/group", rows)
     pairs = tmp_path / "pairs.h5"
     make_pairs(store, "old/group", 1, pairs)  # yesterday's pairs file, which the new run replaces only when done
@@ -191,7 +193,7 @@ def test_pairs_interrupted_keeps_the_old_pairs_file_and_reruns(tmp_path, rng, ol
     _check_store(store, {**old, "big/group": rows})
     _rerun(args, tmp_path)
     with h5py.File(pairs, "r") as h5:
-        assert h5["neighbor_ids"].shape == (30_000, 3) and h5.attrs["group"] == "big/group"
+        assert h5["neighbor_ids"].shape == (100_000, 3) and h5.attrs["group"] == "big/group"
         assert not (h5["neighbor_ids"][()] == h5["ids"][()][:, None]).any()  # never itself
     record_interruption()
 
