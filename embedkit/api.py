@@ -87,7 +87,7 @@ class Store(StoreFile):
         them by id; `query_group` takes them from another group; `queries` (Q, D) searches arbitrary vectors.
         `metric`: "l2" (Euclidean, not squared) or "cosine" (1 - cos); `index`: "flat" (exact), "hnsw", "ivf", or
         "auto" (flat for small groups, else IVF tuned to `recall`; the result's `recall_estimate` says how close).
-        `engine="ray"` runs the exact search as Ray tasks (`ray_address`: a cluster; None: an embedded Ray).
+        `engine="ray"` runs the exact search on Ray actors (`ray_address`: a cluster; None: an embedded Ray).
         """
         if queries is None:
             return neighbors(

@@ -31,7 +31,7 @@ def knn_scores(
     """Anomaly score (Q,) float32 of each of `queries` (Q, D): mean L2 distance to its k nearest `reference` rows.
 
     `leave_one_out`: the queries are the reference rows, in order, and a row is never its own neighbour.
-    `engine="ray"`: the same exact search as Ray tasks, in an open `ray_session` (the same scores).
+    `engine="ray"`: the same exact search on Ray actors, in an open `ray_session` (the same scores).
     """
     if engine == "ray":
         self_rows = np.arange(len(queries)) if leave_one_out else None

@@ -209,8 +209,9 @@ def _configure(index, kind: str, nprobe: int | None = None) -> None:
         index.hnsw.efSearch = HNSW_EF_SEARCH
     elif kind == "ivf":
         index.nprobe = min(nprobe or IVF_NPROBE, index.nlist)
-        quantizer = load_faiss().downcast_index(index.quantizer)
-        if isinstance(quantizer, load_faiss().IndexHNSW):  # its search must look at least nprobe centres deep
+        faiss = load_faiss()
+        quantizer = faiss.downcast_index(index.quantizer)
+        if isinstance(quantizer, faiss.IndexHNSW):  # its search must look at least nprobe centres deep
             quantizer.hnsw.efSearch = max(IVF_HNSW_EF_SEARCH, index.nprobe)
 
 

@@ -44,7 +44,7 @@ from embedkit.store.store import GroupData, open_store
 PERSISTED_KINDS = ("hnsw", "ivf")  # flat is rebuilt from the store in memory: faster than reading a copy
 IVF_SHARD_ROWS = 250_000  # rows per saved IVF shard
 SELF_JOIN_STATUS = "exact self-join, no index"  # every row of a group against the group itself
-RAY_STATUS = "exact, as Ray tasks"
+RAY_STATUS = "exact, on Ray actors"
 
 __all__ = [
     "GroupIndex",
@@ -322,7 +322,7 @@ def neighbors(
     index is a self-join that needs no index at all (`embedkit.search.self_join`).
     `index_kind="auto"`: flat up to `AUTO_FLAT_MAX_ROWS` rows, else IVF tuned to `recall` (see
     `embedkit.search.approximate`); an approximate result carries its `recall_estimate`. `engine="ray"` runs the
-    exact search as Ray tasks (`embedkit.search.engines`), with the same answer.
+    exact search on Ray actors (`embedkit.search.engines`), with the same answer.
     """
     check_engine(engine, ray_address)
     check_recall(recall)
