@@ -71,8 +71,9 @@ class TrainConfig:
 # the CPU has native bf16 (AMX or AVX512-BF16: 646 images/s on two idle cores, so about 26 minutes; fp32 elsewhere).
 # The recipe won a sweep of projector width, lr, batch size and crop scale at equal CPU minutes (docs/training.md).
 # cpu-long: the same recipe for 52 epochs, the first 26 on views that grow from 16 to 32 pixels (progressive
-# resizing: a 16-pixel step costs half a 32-pixel one), about the minutes of 44 full-size epochs. gpu: the mission's ResNet-18 with solo-learn's CIFAR
-# recipe for VICReg (LARS, lr 0.3, weight decay 1e-4, warm-up 10 epochs, cosine), in bf16 autocast.
+# resizing: a 16-pixel step costs half a 32-pixel one), about the minutes of 44 full-size epochs.
+# gpu: the mission's ResNet-18 with solo-learn's CIFAR recipe for VICReg (LARS, lr 0.3, weight decay 1e-4,
+# warm-up 10 epochs, cosine), in bf16 autocast.
 _CPU_RECIPE = dict(
     encoder="small",
     projector_dim=1024,
@@ -205,13 +206,13 @@ def validate_config(config: TrainConfig) -> TrainConfig:
 
 
 def _ramp_checks(config: TrainConfig) -> list[tuple[bool, str]]:
-    """(ok, message) for the progressive-resizing fields: a start size between 4 pixels and the full size, with a
-    ramp of finite, positive length."""
+    """(ok, message) for the progressive-resizing fields: a start size between 8 pixels (the small encoder pools
+    three times) and the full size, with a ramp of finite, positive length."""
     if config.start_size is None:
         return [(config.ramp_epochs == 0, f"ramp epochs {config.ramp_epochs}: only apply with a start size")]
     full = config.views.size
     return [
-        (4 <= config.start_size <= full, f"start size {config.start_size}: must be 4 to {full} (the view size)"),
+        (8 <= config.start_size <= full, f"start size {config.start_size}: must be 8 to {full} (the view size)"),
         *finite_checks(config, ("ramp_epochs",)),
         (config.ramp_epochs > 0, f"ramp epochs {config.ramp_epochs}: must be positive with a start size"),
     ]
