@@ -2,6 +2,7 @@
 
     python benchmarks/bench_scale.py                 # 50,000 and 1,000,000 x 128 (about 10 minutes on 2 cores)
     python benchmarks/bench_scale.py --sizes 50000   # one size
+    python benchmarks/bench_scale.py --sizes 1000000 --exact-pairs local ray   # only the exact self-join
 
 Data: the clustered mixture of bench_search.py (1,000 clusters in a 16-D latent space, lifted to 128-D), a
 reference group of N rows and a query group of 1,000 fresh rows. Per size, each in its own process (peak RSS is
@@ -37,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 K = 10
 QUERIES = 1000
-RAY_PAIRS_MAX_ROWS = 50_000  # the exact self-join of 1M rows takes about 15 minutes locally: skipped above this
+RAY_PAIRS_MAX_ROWS = 50_000  # the exact self-join of 1M rows takes about 23 minutes per engine: --exact-pairs runs it
+ENGINES = ("local", "ray")
 
 
 def _in_process(step: str, store: str) -> dict:
@@ -120,11 +122,31 @@ def run_size(n: int, folder: Path) -> dict:
     row["neighbors_local"] = {k: v for k, v in _cli(query).items() if k != "json"}
     row["neighbors_ray"] = {k: v for k, v in _cli([*query, "--engine", "ray"]).items() if k != "json"}
     if n <= RAY_PAIRS_MAX_ROWS:
-        pairs = ["pairs", str(store), "-g", "bench/ref", "--k", str(K), "--out", str(folder / "q.h5")]
-        row["pairs_exact_local"] = {k: v for k, v in _cli(pairs).items() if k != "json"}
-        row["pairs_exact_ray"] = {k: v for k, v in _cli([*pairs, "--engine", "ray"]).items() if k != "json"}
+        row.update(_exact_pairs(store, folder, ENGINES))
     store.unlink()
     return row
+
+
+def exact_pairs_only(n: int, folder: Path, engines: list[str]) -> dict:
+    """`--exact-pairs`: only the exact self-join of N clustered rows, with each engine in turn."""
+    from bench_search import make_clustered
+
+    from embedkit.store.store import open_store
+
+    store = folder / f"scale-{n}.h5"
+    open_store(store, create=True).write_group("bench/ref", make_clustered(n, 128, seed=1))
+    row = {"n": n, **_exact_pairs(store, folder, engines)}
+    store.unlink()
+    return row
+
+
+def _exact_pairs(store: Path, folder: Path, engines: list[str]) -> dict:
+    """`embedkit pairs --k 10` (exact) over every row of the store's reference, per engine: wall s, peak RSS."""
+    pairs = ["pairs", str(store), "-g", "bench/ref", "--k", str(K), "--out", str(folder / "q.h5")]
+    return {
+        f"pairs_exact_{engine}": {k: v for k, v in _cli([*pairs, "--engine", engine]).items() if k != "json"}
+        for engine in engines
+    }
 
 
 def encode_comparison(folder: Path) -> dict:
@@ -149,25 +171,43 @@ def encode_comparison(folder: Path) -> dict:
     return row
 
 
+def _machine() -> dict:
+    return {"cpu": platform.processor() or platform.machine(), "cores": len(os.sched_getaffinity(0))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[50_000, 1_000_000])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scale.json")
     parser.add_argument("--encode-only", action="store_true", help="only the encode comparison")
+    parser.add_argument(
+        "--exact-pairs",
+        nargs="+",
+        choices=ENGINES,
+        metavar="ENGINE",
+        help="only the exact `pairs --k 10` over every row, with these engines (local, ray), at each size "
+        "(1M rows: about 23 minutes per engine on 2 cores)",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(_in_process(*args.child)))
         return
     rows = []
+    if args.exact_pairs:
+        with tempfile.TemporaryDirectory(prefix="embedkit-scale-") as tmp:
+            rows = [exact_pairs_only(n, Path(tmp), args.exact_pairs) for n in args.sizes]
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"machine": _machine(), "k": K, "exact_pairs": rows}, indent=1) + "\n")
+        print(json.dumps(rows), flush=True)
+        return
     with tempfile.TemporaryDirectory(prefix="embedkit-scale-") as tmp:
         for n in [] if args.encode_only else args.sizes:
             rows.append(run_size(n, Path(tmp)))
             print(json.dumps(rows[-1]), flush=True)
         encode = encode_comparison(Path(tmp))
         print(json.dumps({"encode_10000": encode}), flush=True)
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": len(os.sched_getaffinity(0))}
-    result = {"machine": machine, "k": K, "queries": QUERIES, "sizes": rows, "encode_10000": encode}
+    result = {"machine": _machine(), "k": K, "queries": QUERIES, "sizes": rows, "encode_10000": encode}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
 

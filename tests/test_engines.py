@@ -18,6 +18,7 @@ import pytest
 
 from embedkit.errors import ConfigError
 from embedkit.search import approximate
+from embedkit.search.arrays import MARGIN_ROWS
 from embedkit.search.engines import check_engine, load_ray
 from embedkit.search.index import make_pairs, neighbors, pairs_attributes
 from embedkit.store.store import open_store
@@ -85,11 +86,22 @@ def test_ray_engine_gives_the_local_answer(store_path, ray_local, options):
 
 
 @pytest.mark.slow
-def test_ray_pairs_file_equals_the_local_one(store_path, ray_local, tmp_path):
+def test_ray_pairs_file_equals_the_local_one(store_path, ray_local, tmp_path, monkeypatch):
     import h5py
 
+    from embedkit.search import engines
+
+    joins = []
+
+    def counted(*args, **kwargs):
+        joins.append(args[1])
+        return ray_self_join(*args, **kwargs)
+
+    ray_self_join = engines.ray_self_join
+    monkeypatch.setattr(engines, "ray_self_join", counted)
     local = make_pairs(store_path, "g/train", 3, tmp_path / "local.h5")
     ray = make_pairs(store_path, "g/train", 3, tmp_path / "ray.h5", engine="ray")
+    assert joins == [3 + MARGIN_ROWS]  # a self-join: half the score blocks of a search, shared among actors
     with h5py.File(local, "r") as a, h5py.File(ray, "r") as b:
         for name in ("ids", "neighbor_ids", "neighbor_rows", "distances"):
             np.testing.assert_array_equal(a[name][()], b[name][()])

@@ -388,6 +388,36 @@ def test_self_join_property_blocks_and_ties(n, dim, k_fraction, block_rows, fart
     assert_self_join_matches_brute(reference, k, farthest=farthest, metric=metric, block_rows=block_rows)
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(3, 40),
+    block_rows=st.integers(1, 12),
+    parts=st.integers(1, 4),
+    farthest=st.booleans(),
+    seed=st.integers(0, 2**16),
+    grid=st.booleans(),
+)
+def test_self_join_split_among_parts_and_merged_equals_one_pass(n, block_rows, parts, farthest, seed, grid):
+    """What Ray's actors do: the block pairs dealt out to several SelfJoins, in any order, merged, give the rows
+    and worst scores of one pass over every block (ties included: integer grids)."""
+    from embedkit.search.self_join import SelfJoin, block_pairs, self_join_rows
+
+    rng = np.random.default_rng(seed)
+    reference = (rng.integers(-2, 3, size=(n, 3)) if grid else rng.normal(size=(n, 3))).astype(np.float32)
+    k = int(rng.integers(1, n))
+    whole_rows, whole_kth = self_join_rows(reference, k, farthest=farthest, block_rows=block_rows)
+    pairs = block_pairs(n, block_rows)
+    deal = rng.integers(0, parts, len(pairs))
+    joins = [SelfJoin(reference, k, farthest=farthest, metric="l2", block_rows=block_rows) for _ in range(parts)]
+    for part, join in enumerate(joins):
+        join.run([pairs[t] for t in rng.permutation(len(pairs)) if deal[t] == part])
+    merged = SelfJoin(reference, k, farthest=farthest, metric="l2", block_rows=block_rows)
+    for join in joins:
+        merged.merge(*join.state())
+    np.testing.assert_array_equal(merged.rows, whole_rows)
+    np.testing.assert_array_equal(merged.kth, whole_kth)
+
+
 def test_neighbors_of_a_whole_group_equal_a_flat_index_search(store_path):
     """The self-join path of `neighbors` and a flat FAISS search of every row give the same distances."""
     from embedkit.search.index import open_group_index

@@ -22,6 +22,8 @@ Every row against all the others (a self-join: `knn(x, x, k, exclude_self=True)`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from embedkit._util.progress import ProgressFn
@@ -279,18 +281,26 @@ def is_whole_self_join(self_rows: np.ndarray | None, n_reference: int, n_queries
 
 
 def self_knn(
-    reference: np.ndarray, k: int, *, farthest: bool = False, metric: str = "l2", on_progress: ProgressFn | None = None
+    reference: np.ndarray,
+    k: int,
+    *,
+    farthest: bool = False,
+    metric: str = "l2",
+    on_progress: ProgressFn | None = None,
+    join: Callable[..., tuple[np.ndarray, np.ndarray]] = self_join_rows,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest (farthest) other rows of every row of prepared `reference` (N, D), without an index.
 
     Returns (distances (N, k) float32, rows (N, k) int64), sorted like `search_index`. Half the arithmetic of a
     flat search of the rows against themselves (see `embedkit.search.self_join`), on the rows in their `Frame`.
+    `join`: what finds the candidates, `self_join_rows` or a function with its signature (Ray's, which shares
+    the score blocks among actors); the re-ranking that makes the answer exact runs here either way.
     """
     n = len(reference)
     frame = Frame(reference, metric)
     framed = frame(reference)
     kk = min(k + MARGIN_ROWS, n - 1)
-    rows, worst = self_join_rows(framed, kk, farthest=farthest, metric="l2", on_progress=on_progress)
+    rows, worst = join(framed, kk, farthest=farthest, metric="l2", on_progress=on_progress)
     if kk < n - 1:  # self-join scores: squared distances in the frame, negated for farthest
         last = frame.measure(-worst.astype(np.float64) if farthest else worst.astype(np.float64))
     else:

@@ -2,7 +2,10 @@
 
 With `engine="ray"` an exact search is split into blocks of query rows, each answered exactly by one of a pool of
 Ray actors that built the search over the whole reference once (put once in Ray's object store), and the blocks
-are concatenated in order: every query's answer is the one `knn` gives locally, ids and distances alike.
+are concatenated in order: every query's answer is the one `knn` gives locally, ids and distances alike. A
+self-join (every row of a group against the others: `pairs`, `neighbors` over the whole group) shares out the
+score blocks of `embedkit.search.self_join` instead, each computed once for both of its sides as locally, and
+merges the actors' candidates before the same exact re-ranking.
 `ray_address` None starts an embedded Ray with this machine's CPUs and no dashboard, and shuts it down at the end,
 also on an error or Ctrl-C; "auto" or HOST:PORT joins a running cluster (`ray job submit -- embedkit ... --engine
 ray --ray-address auto`). A Ray session the caller already opened (a notebook's `ray.init()`) is used and left
@@ -26,12 +29,22 @@ import numpy as np
 from embedkit._util.progress import ProgressFn
 from embedkit.device import default_threads
 from embedkit.errors import ConfigError, SearchError
-from embedkit.search.arrays import Frame, build_index, check_query, prepare, search_index
+from embedkit.search.arrays import (
+    Frame,
+    build_index,
+    check_query,
+    is_whole_self_join,
+    prepare,
+    search_index,
+    self_knn,
+)
+from embedkit.search.self_join import SelfJoin, block_pairs
 
 ENGINES = ("local", "ray")
 RAY_INSTALL_HINT = "--engine ray needs Ray: pip install 'embedkit[ray]'"
 BLOCKS_PER_CPU = 4  # query blocks per Ray CPU: progress to report, and a short tail when blocks take uneven time
 MIN_BLOCK_ROWS = 256
+JOIN_CHUNKS_PER_ACTOR = 64  # calls a self-join actor gets: progress to report, and Ctrl-C seen between them
 CONNECT_TIMEOUT_S = 10.0
 _ADDRESS = re.compile(r"^(auto|(ray://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5})$")
 
@@ -203,6 +216,9 @@ def ray_knn(
     check_query(len(reference), reference.shape[1], queries, k, exclude_self=self_rows is not None)
     if not np.isfinite(reference).all():
         raise SearchError("reference contains NaN or inf")
+    if is_whole_self_join(self_rows, len(reference), len(queries)):
+        prepared = prepare(reference, metric)
+        return self_knn(prepared, k, farthest=farthest, metric=metric, on_progress=on_progress, join=ray_self_join)
     ray = load_ray()
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     block = max(MIN_BLOCK_ROWS, math.ceil(len(queries) / (BLOCKS_PER_CPU * cpus)))
@@ -231,3 +247,57 @@ def ray_knn(
     distances = np.concatenate([a[0] for a in answers]) if answers else np.zeros((0, k), np.float32)
     rows = np.concatenate([a[1] for a in answers]) if answers else np.zeros((0, k), np.int64)
     return distances, rows
+
+
+class _SelfJoinPart:
+    """A Ray actor that runs its share of a self-join's score blocks and keeps their candidates (a `SelfJoin`)."""
+
+    def __init__(self, reference: np.ndarray, k: int, farthest: bool, metric: str) -> None:
+        self.join = SelfJoin(reference, k, farthest=farthest, metric=metric)
+
+    def run(self, pairs: list[tuple[int, int]]) -> int:
+        self.join.run(pairs)
+        return len(pairs)
+
+    def state(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.join.state()
+
+
+def ray_self_join(
+    reference: np.ndarray,
+    k: int,
+    *,
+    farthest: bool = False,
+    metric: str = "l2",
+    on_progress: ProgressFn | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`self_join_rows` with its score blocks shared among Ray actors, in an open Ray session; the same rows and
+    worst scores. Each actor runs two threads (one computes the next block while the other selects), so one per
+    two Ray CPUs; the reference goes into Ray's object store once."""
+    ray = load_ray()
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    pairs = block_pairs(len(reference))
+    part = ray.remote(num_cpus=min(2, cpus))(_SelfJoinPart)
+    shared = ray.put(np.ascontiguousarray(reference))
+    actors = [part.remote(shared, k, farthest, metric) for _ in range(max(1, min(cpus // 2, len(pairs))))]
+    size = math.ceil(len(pairs) / (JOIN_CHUNKS_PER_ACTOR * len(actors)))
+    chunks = [pairs[s : s + size] for s in range(0, len(pairs), size)]
+
+    def submit(i: int):
+        return actors[i % len(actors)].run.remote(chunks[i])
+
+    done = 0
+    if on_progress is not None:
+        on_progress(0, len(reference))
+    try:
+        for count in ordered_results(submit, len(chunks), in_flight=2 * len(actors), force_cancel=False):
+            done += count
+            if on_progress is not None:
+                on_progress(len(reference) * done // len(pairs), len(reference))
+        join = SelfJoin(reference, k, farthest=farthest, metric=metric)
+        for scores, rows in ray.get([actor.state.remote() for actor in actors]):
+            join.merge(scores, rows)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+    return join.rows, join.kth

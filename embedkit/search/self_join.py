@@ -17,6 +17,7 @@ against about 10 s for a flat FAISS search.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -24,6 +25,11 @@ import numpy as np
 from embedkit._util.progress import ProgressFn
 
 BLOCK_ROWS = 2048  # block side: a (2048, 2048) float32 score block is 16 MiB; two are in flight
+
+
+def block_pairs(n: int, block_rows: int = BLOCK_ROWS) -> list[tuple[int, int]]:
+    """The (I, J >= I) block pairs, by first row, whose score blocks together cover every pair of rows once."""
+    return [(i0, j0) for i0 in range(0, n, block_rows) for j0 in range(i0, n, block_rows)]
 
 
 def self_join_rows(
@@ -42,42 +48,91 @@ def self_join_rows(
     Two threads: a worker computes the next score block (single-threaded BLAS) while this thread selects from
     the current one. On 2 cores that keeps both busy, and no BLAS thread spins waiting on a busy core.
     """
-    from threadpoolctl import threadpool_limits
+    join = SelfJoin(reference, k, farthest=farthest, metric=metric, block_rows=block_rows)
+    pairs = block_pairs(len(reference), block_rows)
+    done = [0]
 
-    n = len(reference)
-    state = _Best(n, k)
-    pairs = [(i0, j0) for i0 in range(0, n, block_rows) for j0 in range(i0, n, block_rows)]
-    side = min(block_rows, n)
-    buffers = [np.empty((side, side), np.float32) for _ in range(2)]
-    mask = np.empty((side, side), bool)
+    def on_block() -> None:
+        done[0] += 1
+        if on_progress is not None:
+            on_progress(len(reference) * done[0] // len(pairs), len(reference))
 
-    def product(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Score block t into buffer t % 2: (block, rows_i, rows_j)."""
-        (i0, j0), out = pairs[t], buffers[t % 2]
-        rows_i, rows_j = np.arange(i0, min(i0 + block_rows, n)), np.arange(j0, min(j0 + block_rows, n))
-        block = out[: len(rows_i), : len(rows_j)]
-        np.matmul(
-            _augmented(reference[rows_i], metric, right=False, farthest=farthest),
-            _augmented(reference[rows_j], metric, right=True, farthest=farthest).T,
-            out=block,
+    join.run(pairs, on_block)
+    return join.rows, join.kth
+
+
+class SelfJoin:
+    """Each row's k best other rows over the score blocks offered so far: `run` any of the `block_pairs`, on any
+    number of these (one per Ray actor, say), and `merge` them: disjoint sets of blocks give the answer of their
+    union, the same rows and scores as one pass over all of them."""
+
+    def __init__(self, reference: np.ndarray, k: int, *, farthest: bool, metric: str, block_rows: int = BLOCK_ROWS):
+        self.reference, self.k, self.farthest, self.metric = reference, k, farthest, metric
+        self.block_rows = block_rows
+        self._best = _Best(len(reference), k)
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self._best.rows
+
+    @property
+    def kth(self) -> np.ndarray:
+        return self._best.kth
+
+    def state(self) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, rows), each (N, k), of the blocks run here: what `merge` takes from another SelfJoin."""
+        return self._best.scores, self._best.rows
+
+    def merge(self, scores: np.ndarray, rows: np.ndarray) -> None:
+        """Take in another SelfJoin's `state()`, made on the same reference from other blocks."""
+        known = rows >= 0
+        queries = np.broadcast_to(np.arange(len(rows))[:, None], rows.shape)[known]
+        if len(queries):
+            self._best.merge(queries, rows[known], scores[known])
+
+    def run(self, pairs: list[tuple[int, int]], on_block: Callable[[], None] | None = None) -> None:
+        """Offer the score blocks of `pairs` (from `block_pairs`); `on_block()` after each."""
+        from threadpoolctl import threadpool_limits
+
+        if not pairs:
+            return
+        n, block_rows, reference, metric, farthest = (
+            len(self.reference),
+            self.block_rows,
+            self.reference,
+            self.metric,
+            self.farthest,
         )
-        if i0 == j0:
-            np.fill_diagonal(block, np.inf)  # keeps a row's own score out of its first bound
-        return block, rows_i, rows_j
+        side = min(block_rows, n)
+        buffers = [np.empty((side, side), np.float32) for _ in range(2)]
+        mask = np.empty((side, side), bool)
 
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=1) as worker:
-        next_block = worker.submit(product, 0)
-        for t, (i0, j0) in enumerate(pairs):
-            block, rows_i, rows_j = next_block.result()
-            if t + 1 < len(pairs):  # its buffer is the other one: free since block t - 1 was selected
-                next_block = worker.submit(product, t + 1)
-            window = mask[: len(rows_i), : len(rows_j)]
-            state.update(block, window, rows_i, rows_j, axis=1, diagonal=i0 == j0)
-            if i0 != j0:
-                state.update(block, window, rows_j, rows_i, axis=0)
-            if on_progress is not None:
-                on_progress(n * (t + 1) // len(pairs), n)
-    return state.rows, state.kth
+        def product(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            """Score block t into buffer t % 2: (block, rows_i, rows_j)."""
+            (i0, j0), out = pairs[t], buffers[t % 2]
+            rows_i, rows_j = np.arange(i0, min(i0 + block_rows, n)), np.arange(j0, min(j0 + block_rows, n))
+            block = out[: len(rows_i), : len(rows_j)]
+            np.matmul(
+                _augmented(reference[rows_i], metric, right=False, farthest=farthest),
+                _augmented(reference[rows_j], metric, right=True, farthest=farthest).T,
+                out=block,
+            )
+            if i0 == j0:
+                np.fill_diagonal(block, np.inf)  # keeps a row's own score out of its first bound
+            return block, rows_i, rows_j
+
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=1) as worker:
+            next_block = worker.submit(product, 0)
+            for t, (i0, j0) in enumerate(pairs):
+                block, rows_i, rows_j = next_block.result()
+                if t + 1 < len(pairs):  # its buffer is the other one: free since block t - 1 was selected
+                    next_block = worker.submit(product, t + 1)
+                window = mask[: len(rows_i), : len(rows_j)]
+                self._best.update(block, window, rows_i, rows_j, axis=1, diagonal=i0 == j0)
+                if i0 != j0:
+                    self._best.update(block, window, rows_j, rows_i, axis=0)
+                if on_block is not None:
+                    on_block()
 
 
 def _augmented(x: np.ndarray, metric: str, *, right: bool, farthest: bool) -> np.ndarray:
@@ -125,9 +180,9 @@ class _Best:
         r, c = np.divmod(np.flatnonzero(mask), block.shape[1])
         query, candidate = (r, c) if axis == 1 else (c, r)
         if len(r):
-            self._merge(queries[query], candidates[candidate], block[r, c])
+            self.merge(queries[query], candidates[candidate], block[r, c])
 
-    def _merge(self, queries: np.ndarray, candidates: np.ndarray, scores: np.ndarray) -> None:
+    def merge(self, queries: np.ndarray, candidates: np.ndarray, scores: np.ndarray) -> None:
         """Keep, for each query row, the k best of what it had and the new (candidate, score) entries."""
         k, touched = self.k, np.unique(queries)
         all_q = np.concatenate([np.repeat(touched, k), queries])
