@@ -34,6 +34,7 @@ from embedkit.search.arrays import (
     build_index,
     check_query,
     is_whole_self_join,
+    load_faiss,
     prepare,
     search_index,
     self_knn,
@@ -173,20 +174,32 @@ def ordered_results(submit: Callable[[int], object], n: int, *, in_flight: int, 
                 ray.cancel(ref, force=force_cancel)
 
 
-class _ExactSearcher:
-    """A Ray actor holding the whole reference's exact-search frame and flat index, built once: every block of
-    queries it answers is answered as `knn` answers it, without rebuilding either per block."""
+class _BlockSearcher:
+    """A Ray actor holding one search over the whole reference: the exact frame and flat index, built here once,
+    or an index built by the caller (IVF, HNSW), sent as FAISS's serialized bytes. It answers every block of
+    queries as `search_index` answers it locally, without rebuilding anything per block."""
 
-    def __init__(self, reference: np.ndarray, metric: str, farthest: bool) -> None:
+    def __init__(
+        self,
+        reference: np.ndarray,
+        metric: str,
+        farthest: bool,
+        kind: str = "flat",
+        index_bytes: np.ndarray | None = None,
+        nprobe: int | None = None,
+    ) -> None:
         self.reference = prepare(reference, metric)
-        self.frame = Frame(self.reference, metric)
-        self.index = build_index(self.reference, "flat", metric, farthest=farthest, frame=self.frame)
-        self.metric, self.farthest = metric, farthest
+        if index_bytes is None:
+            self.frame = Frame(self.reference, metric)
+            self.index = build_index(self.reference, "flat", metric, farthest=farthest, frame=self.frame)
+        else:
+            self.frame, self.index = None, load_faiss().deserialize_index(index_bytes)
+        self.metric, self.farthest, self.kind, self.nprobe = metric, farthest, kind, nprobe
 
     def search(self, queries: np.ndarray, k: int, self_rows: np.ndarray | None):
         return search_index(
             self.index,
-            "flat",
+            self.kind,
             self.reference,
             prepare(queries, self.metric),
             k,
@@ -194,6 +207,7 @@ class _ExactSearcher:
             metric=self.metric,
             self_rows=self_rows,
             frame=self.frame,
+            nprobe=self.nprobe,
         )
 
 
@@ -206,17 +220,23 @@ def ray_knn(
     metric: str = "l2",
     self_rows: np.ndarray | None = None,
     on_progress: ProgressFn | None = None,
+    index=None,
+    kind: str = "flat",
+    nprobe: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`knn(reference, queries, k, ...)` over blocks of query rows, in an open Ray session.
 
     One actor per Ray CPU builds the exact search over the whole reference (put once in Ray's object store) and
-    answers blocks of queries; the answers are identical to `knn`'s, distances and rows alike.
+    answers blocks of queries; the answers are identical to `knn`'s, distances and rows alike. Every row against
+    the others (`self_rows` 0..N-1) is the self-join, shared out by `ray_self_join`. With `index`, a FAISS index of
+    `kind` built over the prepared reference (`embedkit.search.index.load_or_build_index`), the actors answer
+    from a copy of it searched with `nprobe` instead: the answers of `search_index` on that index here.
     Returns (distances (Q, k) float32, rows (Q, k) int64).
     """
     check_query(len(reference), reference.shape[1], queries, k, exclude_self=self_rows is not None)
     if not np.isfinite(reference).all():
         raise SearchError("reference contains NaN or inf")
-    if is_whole_self_join(self_rows, len(reference), len(queries)):
+    if index is None and is_whole_self_join(self_rows, len(reference), len(queries)):
         prepared = prepare(reference, metric)
         return self_knn(prepared, k, farthest=farthest, metric=metric, on_progress=on_progress, join=ray_self_join)
     ray = load_ray()
@@ -224,8 +244,12 @@ def ray_knn(
     block = max(MIN_BLOCK_ROWS, math.ceil(len(queries) / (BLOCKS_PER_CPU * cpus)))
     starts = list(range(0, len(queries), block))
     shared = ray.put(np.ascontiguousarray(reference))
-    searcher = ray.remote(num_cpus=1)(_ExactSearcher)
-    actors = [searcher.remote(shared, metric, farthest) for _ in range(min(cpus, max(1, len(starts))))]
+    index_bytes = None if index is None else ray.put(load_faiss().serialize_index(index))
+    searcher = ray.remote(num_cpus=1)(_BlockSearcher)
+    actors = [
+        searcher.remote(shared, metric, farthest, kind, index_bytes, nprobe)
+        for _ in range(min(cpus, max(1, len(starts))))
+    ]
 
     def submit(i: int):
         s = starts[i]

@@ -322,13 +322,12 @@ def neighbors(
     index is a self-join that needs no index at all (`embedkit.search.self_join`).
     `index_kind="auto"`: flat up to `AUTO_FLAT_MAX_ROWS` rows, else IVF tuned to `recall` (see
     `embedkit.search.approximate`); an approximate result carries its `recall_estimate`. `engine="ray"` runs the
-    exact search on Ray actors (`embedkit.search.engines`), with the same answer.
+    search on Ray actors (`embedkit.search.engines`), with the same answer: exact search there, or for another
+    index the one built or loaded here (and tuned here), sent once to the actors.
     """
     check_engine(engine, ray_address)
     check_recall(recall)
     check_options(metric, "flat" if index_kind == "auto" else index_kind, farthest)
-    if engine == "ray" and index_kind not in ("flat", "auto"):
-        raise ConfigError(f"--engine ray runs exact search: use --index flat or auto, not {index_kind!r}")
     store_path, query_group = Path(store_path), query_group or group
     store = open_store(store_path)
     with store.snapshot():
@@ -354,10 +353,10 @@ def neighbors(
         exclude_self=self_rows is not None,
         where=f"group '{group}' of {store_path}",
     )
-    if index_kind == "auto":  # on Ray the search is exact whatever the size: that is what the tasks are for
-        index_kind = "flat" if engine == "ray" else auto_kind(len(ref.ids), farthest)
+    if index_kind == "auto":
+        index_kind = auto_kind(len(ref.ids), farthest)
     estimate = None
-    if engine == "ray":
+    if engine == "ray" and index_kind == "flat":
         with ray_session(ray_address):
             distances, rows = ray_knn(
                 ref.embeddings,
@@ -387,10 +386,25 @@ def neighbors(
                 self_rows=self_rows,
                 target=recall,
             )
-        distances, rows = searcher.search(
-            queries, k, self_rows=self_rows, on_progress=on_progress, nprobe=estimate and estimate.nprobe
-        )
-        status = searcher.status
+        nprobe = estimate and estimate.nprobe
+        if engine == "ray":
+            with ray_session(ray_address):
+                distances, rows = ray_knn(
+                    ref.embeddings,
+                    queries,
+                    k,
+                    farthest=farthest,
+                    metric=metric,
+                    self_rows=self_rows,
+                    on_progress=on_progress,
+                    index=searcher.index,
+                    kind=index_kind,
+                    nprobe=nprobe,
+                )
+            status = f"{searcher.status}, searched on Ray actors"
+        else:
+            distances, rows = searcher.search(queries, k, self_rows=self_rows, on_progress=on_progress, nprobe=nprobe)
+            status = searcher.status
     return NeighborResult(
         group,
         query_group,
