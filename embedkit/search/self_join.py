@@ -70,6 +70,7 @@ class SelfJoin:
         self.reference, self.k, self.farthest, self.metric = reference, k, farthest, metric
         self.block_rows = block_rows
         self._best = _Best(len(reference), k)
+        self._empty = True  # nothing offered yet: a merge is then a copy
 
     @property
     def rows(self) -> np.ndarray:
@@ -85,6 +86,11 @@ class SelfJoin:
 
     def merge(self, scores: np.ndarray, rows: np.ndarray) -> None:
         """Take in another SelfJoin's `state()`, made on the same reference from other blocks."""
+        if self._empty:
+            self._best.scores[:], self._best.rows[:] = scores, rows
+            self._best.kth[:] = scores[:, -1]
+            self._empty = False
+            return
         known = rows >= 0
         queries = np.broadcast_to(np.arange(len(rows))[:, None], rows.shape)[known]
         if len(queries):
@@ -96,6 +102,7 @@ class SelfJoin:
 
         if not pairs:
             return
+        self._empty = False
         n, block_rows, reference, metric, farthest = (
             len(self.reference),
             self.block_rows,
