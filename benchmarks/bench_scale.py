@@ -2,7 +2,8 @@
 
     python benchmarks/bench_scale.py                 # 50,000 and 1,000,000 x 128 (about 10 minutes on 2 cores)
     python benchmarks/bench_scale.py --sizes 50000   # one size
-    python benchmarks/bench_scale.py --sizes 1000000 --exact-pairs local ray   # only the exact self-join
+    python benchmarks/bench_scale.py --sizes 1000000 --pairs-only local ray   # only `pairs --k 10`, exact
+    python benchmarks/bench_scale.py --sizes 1000000 --pairs-only ray --pairs-index flat auto   # exact and IVF
 
 Data: the clustered mixture of bench_search.py (1,000 clusters in a 16-D latent space, lifted to 128-D), a
 reference group of N rows and a query group of 1,000 fresh rows. Per size, each in its own process (peak RSS is
@@ -38,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 K = 10
 QUERIES = 1000
-RAY_PAIRS_MAX_ROWS = 50_000  # the exact self-join of 1M rows takes about 23 minutes per engine: --exact-pairs runs it
+RAY_PAIRS_MAX_ROWS = 50_000  # the exact self-join of 1M rows takes about 23 minutes per engine: --pairs-only runs it
 ENGINES = ("local", "ray")
 
 
@@ -122,31 +123,38 @@ def run_size(n: int, folder: Path) -> dict:
     row["neighbors_local"] = {k: v for k, v in _cli(query).items() if k != "json"}
     row["neighbors_ray"] = {k: v for k, v in _cli([*query, "--engine", "ray"]).items() if k != "json"}
     if n <= RAY_PAIRS_MAX_ROWS:
-        row.update(_exact_pairs(store, folder, ENGINES))
+        row.update(_pairs(store, folder, ENGINES, "flat"))
     store.unlink()
     return row
 
 
-def exact_pairs_only(n: int, folder: Path, engines: list[str]) -> dict:
-    """`--exact-pairs`: only the exact self-join of N clustered rows, with each engine in turn."""
+def pairs_only(n: int, folder: Path, engines: list[str], indexes: list[str]) -> dict:
+    """`--pairs-only`: only `pairs --k 10` over N clustered rows, with each engine and index kind in turn."""
     from bench_search import make_clustered
 
     from embedkit.store.store import open_store
 
     store = folder / f"scale-{n}.h5"
     open_store(store, create=True).write_group("bench/ref", make_clustered(n, 128, seed=1))
-    row = {"n": n, **_exact_pairs(store, folder, engines)}
+    row = {"n": n}
+    for index in indexes:
+        row.update(_pairs(store, folder, engines, index))
     store.unlink()
     return row
 
 
-def _exact_pairs(store: Path, folder: Path, engines: list[str]) -> dict:
-    """`embedkit pairs --k 10` (exact) over every row of the store's reference, per engine: wall s, peak RSS."""
-    pairs = ["pairs", str(store), "-g", "bench/ref", "--k", str(K), "--out", str(folder / "q.h5")]
-    return {
-        f"pairs_exact_{engine}": {k: v for k, v in _cli([*pairs, "--engine", engine]).items() if k != "json"}
-        for engine in engines
-    }
+def _pairs(store: Path, folder: Path, engines: list[str], index: str) -> dict:
+    """`embedkit pairs --k 10 --index INDEX` over every row of the store's reference, per engine: wall s, peak
+    RSS (of the command's process: Ray's workers are not its children), and the recall estimate of an IVF."""
+    pairs = ["pairs", str(store), "-g", "bench/ref", "--k", str(K), "--index", index, "--out", str(folder / "q.h5")]
+    row = {}
+    for engine in engines:
+        done = _cli([*pairs, "--engine", engine])
+        row[f"pairs_{'exact' if index == 'flat' else index}_{engine}"] = {
+            **{k: v for k, v in done.items() if k != "json"},
+            **({"recall_estimate": done["json"].get("recall_estimate")} if "json" in done and index != "flat" else {}),
+        }
+    return row
 
 
 def encode_comparison(folder: Path) -> dict:
@@ -181,12 +189,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scale.json")
     parser.add_argument("--encode-only", action="store_true", help="only the encode comparison")
     parser.add_argument(
-        "--exact-pairs",
+        "--pairs-only",
         nargs="+",
         choices=ENGINES,
         metavar="ENGINE",
-        help="only the exact `pairs --k 10` over every row, with these engines (local, ray), at each size "
-        "(1M rows: about 23 minutes per engine on 2 cores)",
+        help="only `pairs --k 10` over every row, with these engines (local, ray), at each size "
+        "(exact at 1M rows: about 23 minutes per engine on 2 cores)",
+    )
+    parser.add_argument(
+        "--pairs-index", nargs="+", choices=("flat", "auto"), default=["flat"], help="with --pairs-only: index kinds"
     )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -194,11 +205,11 @@ def main() -> None:
         print(json.dumps(_in_process(*args.child)))
         return
     rows = []
-    if args.exact_pairs:
+    if args.pairs_only:
         with tempfile.TemporaryDirectory(prefix="embedkit-scale-") as tmp:
-            rows = [exact_pairs_only(n, Path(tmp), args.exact_pairs) for n in args.sizes]
+            rows = [pairs_only(n, Path(tmp), args.pairs_only, args.pairs_index) for n in args.sizes]
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"machine": _machine(), "k": K, "exact_pairs": rows}, indent=1) + "\n")
+        args.out.write_text(json.dumps({"machine": _machine(), "k": K, "pairs": rows}, indent=1) + "\n")
         print(json.dumps(rows), flush=True)
         return
     with tempfile.TemporaryDirectory(prefix="embedkit-scale-") as tmp:
