@@ -42,8 +42,7 @@ PresetOption = Annotated[
         "--preset",
         help="Recipe: auto (gpu if CUDA is available, else cpu), "
         "cpu (small encoder, Adam, 20 epochs: about 26 min on 2 cores with native bf16), "
-        "cpu-long (the same, 52 epochs, the first 26 on views growing from 16 to 32 pixels), "
-        "gpu (ResNet-18, LARS, 200 epochs).",
+        "cpu-long (the same, 42 epochs), gpu (ResNet-18, LARS, 200 epochs).",
     ),
 ]
 ResumeOption = Annotated[
@@ -98,16 +97,6 @@ def train_command(
     encoder: _opt(Encoder, "--encoder", "Encoder network.", "preset") = None,
     projector_dim: _opt(
         int, "--projector-dim", "Width of the VICReg projector (the representation stays 128-d).", "preset"
-    ) = None,
-    start_size: _opt(
-        int,
-        "--start-size",
-        "Progressive resizing: views start at this many pixels and grow linearly to 32 over --ramp-epochs "
-        "(small early epochs are cheap).",
-        "preset; cpu-long 16, others off",
-    ) = None,
-    ramp_epochs: _opt(
-        float, "--ramp-epochs", "Epochs over which --start-size grows to the full size.", "preset"
     ) = None,
     seed: seed_option("Seed of the weights, the epoch order and the views.", optional=True, default="0") = None,
     subset: _opt(int, "--subset", "Train on N random train images (quick runs).") = None,
@@ -183,8 +172,6 @@ def train_command(
         nu=nu,
         encoder=encoder,
         projector_dim=projector_dim,
-        start_size=start_size,
-        ramp_epochs=ramp_epochs,
         seed=seed,
         subset=subset,
         dataset=dataset,

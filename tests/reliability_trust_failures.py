@@ -38,8 +38,6 @@ CASES: list[Case] = [
             ("warmup-epochs", "inf"),
         )
     ],
-    C("train-start-size-past-the-view", *TRAIN, "--start-size", "999", "--ramp-epochs", "2", names="start size 999"),
-    C("train-ramp-epochs-inf", *TRAIN, "--start-size", "16", "--ramp-epochs", "inf", names="ramp_epochs inf"),
     C(
         "train-latent-lr-nan",
         "train",

@@ -92,12 +92,9 @@ def test_readme_preset_table_is_the_committed_preset_runs():
         ):
             assert key in run, (path.name, key)
         shared = " (cores shared)" if run.get("timing_note") else ""  # a run whose time is only an upper bound
-        start, ramp = run["config"].get("start_size"), run["config"].get("ramp_epochs")
-        views = "32 px" if start is None else f"{start} to 32 px over {ramp:g} epochs"
         row = (
-            f"| `{run['preset']}` | {run['seed']} | {run['epochs']} | {views} | "
-            f"{run['train_seconds'] / 60:.1f} min{shared} | "
+            f"| `{run['preset']}` | {run['seed']} | {run['epochs']} | {run['train_seconds'] / 60:.1f} min{shared} | "
             f"{100 * run['linear_probe']:.1f}% | {100 * run['knn_accuracy']:.1f}% | "
-            f"[json](docs/results/{path.name}) |"
+            f"[{path.name}](docs/results/{path.name}) |"
         )
         assert row in readme, row

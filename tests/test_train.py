@@ -177,69 +177,6 @@ def test_presets_and_validation():
             make_config(**bad)
 
 
-def test_progressive_resizing_trains_each_epoch_at_its_size_and_resumes_exactly(tmp_path, images, monkeypatch):
-    from embedkit.training import loop
-
-    # 16 images, batch 8: 2 steps an epoch; views grow from 8 to 16 pixels over the first 2 of 4 epochs.
-    views = ViewConfig(size=16)
-    config = make_config("cpu", **{**TINY, "epochs": 4, "start_size": 8, "ramp_epochs": 2, "views": views})
-    seen = []
-
-    class Spy:
-        def __init__(self, source):
-            self.source = source
-
-        def __len__(self):
-            return len(self.source)
-
-        def pair(self, rows, generator, size=None):
-            a, b = self.source.pair(rows, generator, size)
-            seen.append((a.shape[-1], b.shape[-1]))
-            return a, b
-
-    make_source = loop.make_pair_source
-    monkeypatch.setattr(loop, "make_pair_source", lambda *args, **kwargs: Spy(make_source(*args, **kwargs)))
-    train(config, tmp_path / "full", images[:16])
-    assert seen == [(8, 8)] * 2 + [(12, 12)] * 2 + [(16, 16)] * 4
-
-    def stop_after_three(step, total):
-        if step == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(config, tmp_path / "resumed", images[:16], on_progress=stop_after_three)
-    seen.clear()
-    train(resume_config(tmp_path / "resumed"), tmp_path / "resumed", images[:16], resume=True)
-    assert seen == [(12, 12)] + [(16, 16)] * 4  # the resumed steps keep the schedule of the epoch they are in
-    _assert_same_weights(_weights(tmp_path / "full"), _weights(tmp_path / "resumed"))
-
-
-@pytest.mark.parametrize(
-    ("fields", "message"),
-    [
-        (dict(start_size=4, ramp_epochs=2), "start size 4: must be 8 to 8"),
-        (dict(start_size=9, ramp_epochs=2), "start size 9: must be 8 to 8"),
-        (dict(start_size=8), "ramp epochs 0.0: must be positive"),
-        (dict(start_size=8, ramp_epochs=float("nan")), "ramp_epochs nan: must be a finite number"),
-        (dict(ramp_epochs=3), "ramp epochs 3: only apply with a start size"),
-    ],
-)
-def test_bad_progressive_resizing_is_a_one_line_config_error(fields, message):
-    with pytest.raises(ConfigError, match=message):
-        make_config("cpu", **{**TINY, **fields})
-
-
-def test_cpu_long_ramps_its_views_over_the_first_half_of_its_epochs():
-    from embedkit.training.config import view_size
-
-    config = make_config("cpu-long")
-    sizes = [view_size(config, epoch) for epoch in range(config.epochs)]
-    half = config.epochs // 2
-    assert sizes[0] == 16 and set(sizes[half:]) == {32}
-    assert sizes[:half] == sorted(sizes[:half]) and max(sizes[:half]) < 32
-    assert sizes == [round(16 + 16 * min(epoch / half, 1.0)) for epoch in range(config.epochs)]
-
-
 def test_learning_rate_warmup_then_cosine_to_a_thousandth():
     config = TrainConfig(lr=1.0, epochs=10, warmup_epochs=1, schedule="cosine", optimizer="lars", batch_size=512)
     rates = [learning_rate(config, step, 10) for step in range(100)]

@@ -47,10 +47,6 @@ class TrainConfig:
     positives: str | None = None  # pairs file (`embedkit pairs`): positives are neighbours, not views of the image
     positives_sha256: str | None = None  # `sha256:<hex>` of that file, set by make_config; checked when training
     augment_positives: bool = False  # with `positives`: give anchors and neighbours the VICReg views too
-    # Progressive resizing: views start at `start_size` pixels and grow linearly to `views.size` over the first
-    # `ramp_epochs`; small early epochs cost a fraction of a full one (None: full size throughout).
-    start_size: int | None = None
-    ramp_epochs: float = 0.0
     views: ViewConfig = field(default_factory=ViewConfig)
 
     def to_dict(self) -> dict:
@@ -70,10 +66,8 @@ class TrainConfig:
 # Presets. cpu: the small encoder with a 1024-wide projector and Adam at lr 2e-3, 20 epochs in bf16 autocast where
 # the CPU has native bf16 (AMX or AVX512-BF16: 646 images/s on two idle cores, so about 26 minutes; fp32 elsewhere).
 # The recipe won a sweep of projector width, lr, batch size and crop scale at equal CPU minutes (docs/training.md).
-# cpu-long: the same recipe for 52 epochs, the first 26 on views that grow from 16 to 32 pixels (progressive
-# resizing: a 16-pixel step costs half a 32-pixel one), about the minutes of 44 full-size epochs.
-# gpu: the mission's ResNet-18 with solo-learn's CIFAR recipe for VICReg (LARS, lr 0.3, weight decay 1e-4,
-# warm-up 10 epochs, cosine), in bf16 autocast.
+# cpu-long: the same recipe for 42 epochs (about 55 minutes). gpu: the mission's ResNet-18 with solo-learn's CIFAR
+# recipe for VICReg (LARS, lr 0.3, weight decay 1e-4, warm-up 10 epochs, cosine), in bf16 autocast.
 _CPU_RECIPE = dict(
     encoder="small",
     projector_dim=1024,
@@ -87,7 +81,7 @@ _CPU_RECIPE = dict(
 )
 PRESETS: dict[str, dict] = {
     "cpu": dict(_CPU_RECIPE, epochs=20),
-    "cpu-long": dict(_CPU_RECIPE, epochs=52, start_size=16, ramp_epochs=26),
+    "cpu-long": dict(_CPU_RECIPE, epochs=42),
     "gpu": dict(
         encoder="resnet18",
         epochs=200,
@@ -100,20 +94,6 @@ PRESETS: dict[str, dict] = {
         amp=True,
     ),
 }
-
-
-def view_size(config: TrainConfig, epoch: int) -> int:
-    """The side in pixels of the views trained on in 0-based `epoch`: `views.size`, or on the progressive-resizing
-    ramp, `start_size` grown linearly towards it.
-
-    >>> config = TrainConfig(epochs=8, start_size=16, ramp_epochs=4)
-    >>> [view_size(config, epoch) for epoch in range(6)]
-    [16, 20, 24, 28, 32, 32]
-    """
-    full = config.views.size
-    if config.start_size is None or epoch >= config.ramp_epochs:
-        return full
-    return round(config.start_size + (full - config.start_size) * epoch / config.ramp_epochs)
 
 
 def make_config(preset: str = "auto", **overrides) -> TrainConfig:
@@ -199,23 +179,9 @@ def validate_config(config: TrainConfig) -> TrainConfig:
         (config.warmup_epochs >= 0, f"warm-up epochs {config.warmup_epochs}: must be non-negative"),
         (config.test_images >= 0, f"test images {config.test_images}: must be non-negative (0: no test losses)"),
         (config.positives is not None or not config.augment_positives, "augment_positives needs a positives file"),
-        *_ramp_checks(config),
     ]
     raise_first(checks)
     return config
-
-
-def _ramp_checks(config: TrainConfig) -> list[tuple[bool, str]]:
-    """(ok, message) for the progressive-resizing fields: a start size between 8 pixels (the small encoder pools
-    three times) and the full size, with a ramp of finite, positive length."""
-    if config.start_size is None:
-        return [(config.ramp_epochs == 0, f"ramp epochs {config.ramp_epochs}: only apply with a start size")]
-    full = config.views.size
-    return [
-        (8 <= config.start_size <= full, f"start size {config.start_size}: must be 8 to {full} (the view size)"),
-        *finite_checks(config, ("ramp_epochs",)),
-        (config.ramp_epochs > 0, f"ramp epochs {config.ramp_epochs}: must be positive with a start size"),
-    ]
 
 
 def flag(name: str) -> str:

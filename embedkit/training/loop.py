@@ -30,15 +30,7 @@ from embedkit.data.sources import KNOWN_DATASETS, ImageSet, load_images, to_rgb3
 from embedkit.device import bf16_native, pick_device
 from embedkit.errors import CheckpointError, ConfigError, DataError, TrainingError
 from embedkit.provenance import code_version
-from embedkit.training.config import (
-    PRESETS,
-    TrainConfig,
-    diverged,
-    make_config,
-    pairs_digest,
-    validate_config,
-    view_size,
-)
+from embedkit.training.config import PRESETS, TrainConfig, diverged, make_config, pairs_digest, validate_config
 from embedkit.training.log import LOG_NAME
 from embedkit.training.losses import vicreg_loss
 from embedkit.training.models import (
@@ -209,8 +201,7 @@ class _Loop:
                     rows = order[position * self.batch : (position + 1) * self.batch]
                     lr = learning_rate(self.config, session.step, self.steps_per_epoch)
                     at_boundary = False
-                    size = view_size(self.config, epoch)
-                    terms = _train_step(session, self.source, rows, lr, self.config, size)
+                    terms = _train_step(session, self.source, rows, lr, self.config)
                     self._check_finite(terms, "the loss", epoch, session.step + 1)
                     session.step += 1
                     at_boundary = True
@@ -383,14 +374,11 @@ def _new_session(config: TrainConfig, device: torch.device) -> _Session:
     return _Session(encoder, projector, optimizer, generator)
 
 
-def _train_step(
-    session: _Session, source: PairSource, rows: torch.Tensor, lr: float, config: TrainConfig, size: int | None = None
-) -> dict:
-    """One optimiser step on the batch `rows`, with views of side `size` (None: the configured size); returns the
-    unweighted terms and total as floats."""
+def _train_step(session: _Session, source: PairSource, rows: torch.Tensor, lr: float, config: TrainConfig) -> dict:
+    """One optimiser step on the batch `rows`; returns the unweighted terms and total as floats."""
     for group in session.optimizer.param_groups:
         group["lr"] = lr
-    a, b = source.pair(rows, session.generator, size)
+    a, b = source.pair(rows, session.generator)
     with _autocast(config, a.device):
         z1 = session.projector(session.encoder(a))
         z2 = session.projector(session.encoder(b))

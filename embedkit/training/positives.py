@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from embedkit.data.sources import KNOWN_DATASETS
 from embedkit.errors import ConfigError
 from embedkit.store.schema import check_declared_size
-from embedkit.training.views import ViewConfig, make_views, normalize_batch, sized, to_unit_float
+from embedkit.training.views import ViewConfig, make_views, normalize_batch, to_unit_float
 
 
 def read_neighbor_table(
@@ -118,18 +118,15 @@ class NeighborPairs:
         pick = torch.randint(self.neighbours.shape[1], (len(anchors),), generator=generator, device=generator.device)
         return anchors, self.neighbours[anchors, pick.to(anchors.device)]
 
-    def pair(
-        self, rows: torch.Tensor, generator: torch.Generator, size: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def pair(self, rows: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """rows: (B,) int64 -> (anchors, positives), each (B, 3, size, size) float32 ready for the encoder."""
         anchors, positives = self.positive_rows(rows, generator)
-        config = sized(self.config, size)
-        return self._view(anchors, generator, config), self._view(positives, generator, config)
+        return self._view(anchors, generator), self._view(positives, generator)
 
-    def _view(self, rows: torch.Tensor, generator: torch.Generator, config: ViewConfig) -> torch.Tensor:
+    def _view(self, rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         x = to_unit_float(self.images[rows])
         if self.augment:
-            return make_views(x, config, generator)
-        if x.shape[-1] != config.size:  # the same resize `encode` applies
-            x = F.interpolate(x, size=config.size, mode="bilinear", align_corners=False, antialias=True)
-        return normalize_batch(x, config.mean, config.std)
+            return make_views(x, self.config, generator)
+        if x.shape[-1] != self.config.size:  # the same resize `encode` applies
+            x = F.interpolate(x, size=self.config.size, mode="bilinear", align_corners=False, antialias=True)
+        return normalize_batch(x, self.config.mean, self.config.std)

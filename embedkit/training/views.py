@@ -15,7 +15,7 @@ the same images. Other sources (a neighbour from a pairs file, free latent rows)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -71,19 +71,11 @@ def make_views(x: torch.Tensor, config: ViewConfig, generator: torch.Generator) 
 
 
 class PairSource(Protocol):
-    """Where the two inputs of a training step come from: `pair(rows)` -> (inputs_a, inputs_b) for the model;
-    `size`, when given, overrides the views' side in pixels (progressive resizing)."""
+    """Where the two inputs of a training step come from: `pair(rows)` -> (inputs_a, inputs_b) for the model."""
 
     def __len__(self) -> int: ...
 
-    def pair(
-        self, rows: torch.Tensor, generator: torch.Generator, size: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-
-def sized(config: ViewConfig, size: int | None) -> ViewConfig:
-    """`config` with views of side `size` (None: as configured)."""
-    return config if size is None or size == config.size else replace(config, size=size)
+    def pair(self, rows: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 class AugmentedPairs:
@@ -97,13 +89,10 @@ class AugmentedPairs:
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def pair(
-        self, rows: torch.Tensor, generator: torch.Generator, size: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def pair(self, rows: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """rows: (B,) int64 -> two (B, 3, size, size) float32 views."""
         x = to_unit_float(self.images[rows.to(self.images.device)])
-        config = sized(self.config, size)
-        return make_views(x, config, generator), make_views(x, config, generator)
+        return make_views(x, self.config, generator), make_views(x, self.config, generator)
 
 
 def _uniform(generator: torch.Generator, shape, low: float, high: float) -> torch.Tensor:
