@@ -203,6 +203,40 @@ def _new_ray_processes(before: list[str]) -> list[str]:
     return [line for line in _ray_processes() if line not in before]
 
 
+def test_a_failed_ray_session_frees_what_its_frames_held_before_shutdown(monkeypatch):
+    """Object refs and actor handles left in the frames of a failed (or Ctrl-C'd) call must be freed before
+    ray.shutdown(): freed after it, as the interpreter exits, they can crash it (a CI run saw SIGSEGV)."""
+    import weakref
+
+    from embedkit.search import engines
+
+    class Handle:
+        pass
+
+    held, seen = [], {}
+
+    class FakeRay:
+        def is_initialized(self):
+            return False
+
+        def init(self, **options):
+            pass
+
+        def shutdown(self):
+            seen["alive at shutdown"] = held[0]() is not None
+
+    def work():
+        handle = Handle()  # a local of a frame the error leaves behind
+        held.append(weakref.ref(handle))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engines, "load_ray", FakeRay)
+    monkeypatch.setattr(engines, "_descendants", lambda pid: set())
+    with pytest.raises(KeyboardInterrupt), engines.ray_session():
+        work()
+    assert seen == {"alive at shutdown": False}
+
+
 def test_local_engine_never_imports_ray(store_path):
     code = (
         "import sys; from embedkit.search.index import neighbors; "

@@ -21,6 +21,7 @@ import re
 import signal
 import socket
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -80,6 +81,11 @@ def ray_session(address: str | None = None) -> Iterator[object]:
     try:
         _connect(ray, address)
         yield ray
+    except BaseException as exc:
+        # The frames this error left (its traceback) hold Ray's object refs and actor handles. Freed after the
+        # shutdown, when the interpreter exits, they can crash it (SIGSEGV after a Ctrl-C): free them while Ray runs.
+        traceback.clear_frames(exc.__traceback__)
+        raise
     finally:  # also after a failed start or a Ctrl-C during it
         spawned = _descendants(os.getpid()) if address is None else set()  # the embedded Ray's processes
         ray.shutdown()
