@@ -355,8 +355,22 @@ def neighbors(
     )
     if index_kind == "auto":
         index_kind = auto_kind(len(ref.ids), farthest)
-    estimate = None
-    if engine == "ray" and index_kind == "flat":
+    estimate, searcher = None, None
+    if index_kind != "flat" or not (engine == "ray" or is_whole_self_join(self_rows, len(ref.ids), len(queries))):
+        searcher = open_group_index(store_path, group, metric=metric, kind=index_kind, farthest=farthest, data=ref)
+    if index_kind != "flat":
+        estimate = tune_and_estimate(
+            searcher.index,
+            index_kind,
+            searcher.reference,
+            prepare(queries, metric),
+            k,
+            metric=metric,
+            self_rows=self_rows,
+            target=recall,
+        )
+    nprobe = estimate and estimate.nprobe
+    if engine == "ray":  # exact search built by the actors, or the index built (and tuned) here, sent to them
         with ray_session(ray_address):
             distances, rows = ray_knn(
                 ref.embeddings,
@@ -366,45 +380,19 @@ def neighbors(
                 metric=metric,
                 self_rows=self_rows,
                 on_progress=on_progress,
+                index=None if searcher is None else searcher.index,
+                kind=index_kind,
+                nprobe=nprobe,
             )
-        status = RAY_STATUS
-    elif index_kind == "flat" and is_whole_self_join(self_rows, len(ref.ids), len(queries)):
+        status = RAY_STATUS if searcher is None else f"{searcher.status}, searched on Ray actors"
+    elif searcher is None:  # every row against the others, exactly: no index needed
         distances, rows = self_knn(
             prepare(ref.embeddings, metric), k, farthest=farthest, metric=metric, on_progress=on_progress
         )
         status = SELF_JOIN_STATUS
     else:
-        searcher = open_group_index(store_path, group, metric=metric, kind=index_kind, farthest=farthest, data=ref)
-        if index_kind != "flat":
-            estimate = tune_and_estimate(
-                searcher.index,
-                index_kind,
-                searcher.reference,
-                prepare(queries, metric),
-                k,
-                metric=metric,
-                self_rows=self_rows,
-                target=recall,
-            )
-        nprobe = estimate and estimate.nprobe
-        if engine == "ray":
-            with ray_session(ray_address):
-                distances, rows = ray_knn(
-                    ref.embeddings,
-                    queries,
-                    k,
-                    farthest=farthest,
-                    metric=metric,
-                    self_rows=self_rows,
-                    on_progress=on_progress,
-                    index=searcher.index,
-                    kind=index_kind,
-                    nprobe=nprobe,
-                )
-            status = f"{searcher.status}, searched on Ray actors"
-        else:
-            distances, rows = searcher.search(queries, k, self_rows=self_rows, on_progress=on_progress, nprobe=nprobe)
-            status = searcher.status
+        distances, rows = searcher.search(queries, k, self_rows=self_rows, on_progress=on_progress, nprobe=nprobe)
+        status = searcher.status
     return NeighborResult(
         group,
         query_group,
