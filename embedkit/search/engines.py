@@ -5,7 +5,8 @@ Ray actors that built the search over the whole reference once (put once in Ray'
 are concatenated in order: every query's answer is the one `knn` gives locally, ids and distances alike. A
 self-join (every row of a group against the others: `pairs`, `neighbors` over the whole group) shares out the
 score blocks of `embedkit.search.self_join` instead, each computed once for both of its sides as locally, and
-merges the actors' candidates before the same exact re-ranking.
+merges the actors' candidates before the same exact re-ranking. An approximate index (IVF, HNSW) is built, or
+loaded, and tuned by the caller; the actors search copies of it, sent once, and answer as it does locally.
 `ray_address` None starts an embedded Ray with this machine's CPUs and no dashboard, and shuts it down at the end,
 also on an error or Ctrl-C; "auto" or HOST:PORT joins a running cluster (`ray job submit -- embedkit ... --engine
 ray --ray-address auto`). A Ray session the caller already opened (a notebook's `ray.init()`) is used and left
