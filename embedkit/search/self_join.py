@@ -67,7 +67,7 @@ class SelfJoin:
     union, the same rows and scores as one pass over all of them."""
 
     def __init__(self, reference: np.ndarray, k: int, *, farthest: bool, metric: str, block_rows: int = BLOCK_ROWS):
-        self.reference, self.k, self.farthest, self.metric = reference, k, farthest, metric
+        self.reference, self.farthest, self.metric = reference, farthest, metric
         self.block_rows = block_rows
         self._best = _Best(len(reference), k)
         self._empty = True  # nothing offered yet: a merge is then a copy
