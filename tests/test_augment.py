@@ -16,6 +16,7 @@ from embedkit.training.views import (
     _gaussian_blur_3x3,
     _resample_matrix,
     _shift_hue,
+    _solarize,
     make_views,
 )
 
@@ -106,6 +107,24 @@ def test_blur_matches_torchvision_gaussian_blur():
     ours = _gaussian_blur_3x3(x, config, torch.Generator().manual_seed(0))
     assert torch.allclose(ours, TF.gaussian_blur(x, [3, 3], [0.8, 0.8]), atol=1e-5)
     assert torch.equal(_gaussian_blur_3x3(x, replace(config, blur_p=0.0), torch.Generator()), x)
+
+
+def test_solarize_matches_torchvision_and_draws_per_image():
+    x = _images(64)
+    always = _solarize(x, ViewConfig(solarize_p=1.0), torch.Generator().manual_seed(0))
+    assert torch.equal(always, TF.solarize(x, 0.5))
+    some = _solarize(x, ViewConfig(solarize_p=0.5), torch.Generator().manual_seed(0))
+    changed = (some != x).flatten(1).any(1)
+    assert 10 < int(changed.sum()) < 54
+    assert torch.equal(some[changed], TF.solarize(x[changed], 0.5)) and torch.equal(some[~changed], x[~changed])
+
+
+def test_solarize_off_draws_nothing_so_older_runs_keep_their_views():
+    generator, reference = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    make_views(_images(4), ViewConfig(solarize_p=0.0), generator)
+    make_views(_images(4), replace(ViewConfig(), solarize_p=1e-9), reference)
+    assert not torch.equal(generator.get_state(), reference.get_state())
+    assert ViewConfig().solarize_p == 0.0
 
 
 def test_augmented_pairs_give_two_different_views_of_each_image():

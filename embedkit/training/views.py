@@ -4,9 +4,9 @@ Per-image PIL pipelines starve the model on a 2-core machine, so every transform
 the batch, each image with its own random parameters drawn from an explicit `torch.Generator` (whose state goes into
 the checkpoint, so a resumed run draws the same views). The recipe follows the VICReg paper for CIFAR-10:
 random resized crop (scale 0.2-1), horizontal flip, colour jitter (0.4, 0.4, 0.2, 0.1) with p = 0.8, grayscale
-p = 0.2, 3x3 Gaussian blur p = 0.5, then mean/std normalisation. Two deliberate simplifications against
-torchvision: crop boxes are continuous (sub-pixel) rather than rounded, and the four jitter operations run in a fixed
-order (brightness, contrast, saturation, hue) instead of a random order per image.
+p = 0.2, 3x3 Gaussian blur p = 0.5, optional solarization, then mean/std normalisation. Two deliberate
+simplifications against torchvision: crop boxes are continuous (sub-pixel) rather than rounded, and the four jitter
+operations run in a fixed order (brightness, contrast, saturation, hue) instead of a random order per image.
 
 A `PairSource` says where the two inputs of a training step come from; `AugmentedPairs` gives two augmented views of
 the same images. Other sources (a neighbour from a pairs file, free latent rows) plug into the same loop.
@@ -40,6 +40,7 @@ class ViewConfig:
     gray_p: float = 0.2
     blur_p: float = 0.5
     blur_sigma: tuple[float, float] = (0.1, 2.0)
+    solarize_p: float = 0.0  # solo-learn's CIFAR VICReg uses 0.1; 0 draws nothing, so older runs resume unchanged
     mean: tuple[float, float, float] = CIFAR10_MEAN
     std: tuple[float, float, float] = CIFAR10_STD
 
@@ -60,13 +61,15 @@ def make_views(x: torch.Tensor, config: ViewConfig, generator: torch.Generator) 
     """One random VICReg view of each image.
 
     x: (N, 3, H, W) float in [0, 1] on the generator's device. Returns (N, 3, size, size) float32, normalised with
-    `config.mean`/`config.std`. Each image draws its own crop, flip, jitter, grayscale and blur parameters.
+    `config.mean`/`config.std`. Each image draws its own crop, flip, jitter, grayscale, blur and solarization.
     """
     x = _crop_and_flip(x, config, generator)
     x = _color_jitter(x, config, generator)
     gray = _uniform(generator, (x.shape[0],), 0.0, 1.0) < config.gray_p
     x = torch.where(gray.view(-1, 1, 1, 1), _grayscale(x).expand_as(x), x)
     x = _gaussian_blur_3x3(x, config, generator)
+    if config.solarize_p > 0:
+        x = _solarize(x, config, generator)
     return normalize_batch(x, config.mean, config.std)
 
 
@@ -192,6 +195,12 @@ def _gaussian_blur_3x3(x: torch.Tensor, config: ViewConfig, generator: torch.Gen
     applied = _uniform(generator, (n,), 0.0, 1.0) < config.blur_p
     side = torch.exp(-1.0 / (2 * sigma**2)) * applied  # weight of each neighbour relative to the centre
     return _apply_separable(x, _blur_matrix(side, h), _blur_matrix(side, w))
+
+
+def _solarize(x: torch.Tensor, config: ViewConfig, generator: torch.Generator) -> torch.Tensor:
+    """Invert the pixels at or above half intensity, in the images drawn with probability `solarize_p`."""
+    applied = _uniform(generator, (x.shape[0],), 0.0, 1.0) < config.solarize_p
+    return torch.where(applied.view(-1, 1, 1, 1) & (x >= 0.5), 1.0 - x, x)
 
 
 def _blur_matrix(side: torch.Tensor, extent: int) -> torch.Tensor:
