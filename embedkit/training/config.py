@@ -81,7 +81,7 @@ _CPU_RECIPE = dict(
 )
 PRESETS: dict[str, dict] = {
     "cpu": dict(_CPU_RECIPE, epochs=20),
-    "cpu-long": dict(_CPU_RECIPE, epochs=42),
+    "cpu-long": dict(_CPU_RECIPE, epochs=42, views=ViewConfig(solarize_p=0.1)),
     "gpu": dict(
         encoder="resnet18",
         epochs=200,
