@@ -66,8 +66,9 @@ class TrainConfig:
 # Presets. cpu: the small encoder with a 1024-wide projector and Adam at lr 2e-3, 20 epochs in bf16 autocast where
 # the CPU has native bf16 (AMX or AVX512-BF16: 646 images/s on two idle cores, so about 26 minutes; fp32 elsewhere).
 # The recipe won a sweep of projector width, lr, batch size and crop scale at equal CPU minutes (docs/training.md).
-# cpu-long: the same recipe for 42 epochs (about 55 minutes). gpu: the mission's ResNet-18 with solo-learn's CIFAR
-# recipe for VICReg (LARS, lr 0.3, weight decay 1e-4, warm-up 10 epochs, cosine), in bf16 autocast.
+# cpu-long: the same recipe for 42 epochs (about 55 minutes) with 10% of the views solarized, as in solo-learn's CIFAR
+# VICReg views: +0.6 points at no cost in time (docs/training.md). gpu: the mission's ResNet-18 with solo-learn's
+# CIFAR recipe for VICReg (LARS, lr 0.3, weight decay 1e-4, warm-up 10 epochs, cosine), in bf16 autocast.
 _CPU_RECIPE = dict(
     encoder="small",
     projector_dim=1024,
